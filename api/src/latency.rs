@@ -72,7 +72,11 @@ mod tests {
         assert!((bounds[0] - 100e-6).abs() < 1e-12);
         assert!(*bounds.last().unwrap() >= 60.0);
         assert!(bounds[bounds.len() - 2] < 60.0);
-        assert!(bounds.windows(2).all(|w| (w[1] / w[0] - BUCKET_GROWTH).abs() < 1e-9));
+        assert!(
+            bounds
+                .windows(2)
+                .all(|w| (w[1] / w[0] - BUCKET_GROWTH).abs() < 1e-9)
+        );
     }
 
     /// Every value in range, put alone in the histogram, comes back within the promised error.
@@ -86,7 +90,10 @@ mod tests {
             buckets[i].1 = 1;
             let estimate = quantile(&buckets, 0.99).unwrap();
             let error = (estimate - value).abs() / value;
-            assert!(error <= max_relative_error() + 1e-9, "{value}: {estimate} ({error})");
+            assert!(
+                error <= max_relative_error() + 1e-9,
+                "{value}: {estimate} ({error})"
+            );
             value *= 1.013;
         }
         assert!(max_relative_error() <= 0.10);

@@ -119,8 +119,14 @@ mod tests {
         assert_eq!(
             map.0,
             vec![
-                PortMapping { listen: 4700, app: 8080 },
-                PortMapping { listen: 4701, app: 9090 }
+                PortMapping {
+                    listen: 4700,
+                    app: 8080
+                },
+                PortMapping {
+                    listen: 4701,
+                    app: 9090
+                }
             ]
         );
         assert_eq!(map.to_string(), "4700:8080,4701:9090");
@@ -128,7 +134,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_maps_with_a_reason() {
-        for bad in ["", "4700", "4700:0", "a:80", "4700:80,4700:81", "4700:70000"] {
+        for bad in [
+            "",
+            "4700",
+            "4700:0",
+            "a:80",
+            "4700:80,4700:81",
+            "4700:70000",
+        ] {
             let err = bad.parse::<PortMap>().unwrap_err();
             assert!(matches!(err, Error::PortMap(..)), "{bad}: {err}");
         }

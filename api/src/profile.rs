@@ -233,7 +233,10 @@ mod tests {
     #[test]
     fn crd_is_namespaced_with_status_and_columns() {
         let crd = WorkloadProfile::crd();
-        assert_eq!(crd.metadata.name.as_deref(), Some("workloadprofiles.snug.dev"));
+        assert_eq!(
+            crd.metadata.name.as_deref(),
+            Some("workloadprofiles.snug.dev")
+        );
         assert_eq!(crd.spec.scope, "Namespaced");
         let version = &crd.spec.versions[0];
         assert!(version.subresources.as_ref().unwrap().status.is_some());
@@ -245,9 +248,22 @@ mod tests {
             .collect();
         assert_eq!(
             columns,
-            ["Workload", "CPU", "Memory", "P99", "RPS", "Confidence", "OOM", "Samples", "Age"]
+            [
+                "Workload",
+                "CPU",
+                "Memory",
+                "P99",
+                "RPS",
+                "Confidence",
+                "OOM",
+                "Samples",
+                "Age"
+            ]
         );
-        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["wp".to_owned()][..]));
+        assert_eq!(
+            crd.spec.names.short_names.as_deref(),
+            Some(&["wp".to_owned()][..])
+        );
     }
 
     #[test]

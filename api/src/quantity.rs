@@ -98,7 +98,10 @@ mod tests {
         ];
         for (text, want) in cases {
             let got = parse(text).unwrap();
-            assert!((got - want).abs() <= want * 1e-12, "{text}: {got} != {want}");
+            assert!(
+                (got - want).abs() <= want * 1e-12,
+                "{text}: {got} != {want}"
+            );
         }
     }
 

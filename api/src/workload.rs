@@ -6,7 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// The workload a profile describes: `kind` and `name` in the profile's namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkloadRef {
     /// API version of the workload, e.g. `apps/v1`.
@@ -69,7 +71,11 @@ impl WorkloadRef {
                 return Some(WorkloadRef::new("apps/v1", "Deployment", deployment));
             }
         }
-        Some(WorkloadRef::new(&owner.api_version, &owner.kind, &owner.name))
+        Some(WorkloadRef::new(
+            &owner.api_version,
+            &owner.kind,
+            &owner.name,
+        ))
     }
 
     /// For a Job owned by a CronJob (as seen on the Job's own ownerReferences), the CronJob.
@@ -137,13 +143,19 @@ mod tests {
             WorkloadRef::new("apps/v1", "StatefulSet", "db")
         );
         let meta = pod(Some(("batch/v1", "Job", "migrate")), None);
-        assert_eq!(WorkloadRef::from_pod(&meta).unwrap().profile_name(), "job-migrate");
+        assert_eq!(
+            WorkloadRef::from_pod(&meta).unwrap().profile_name(),
+            "job-migrate"
+        );
     }
 
     #[test]
     fn pod_without_owner_is_its_own_workload() {
         let mut meta = pod(None, None);
-        assert_eq!(WorkloadRef::from_pod(&meta).unwrap().name, "web-5d4f8c7b9-x2x7k");
+        assert_eq!(
+            WorkloadRef::from_pod(&meta).unwrap().name,
+            "web-5d4f8c7b9-x2x7k"
+        );
         meta.generate_name = Some("batch-".into());
         assert_eq!(WorkloadRef::from_pod(&meta).unwrap().name, "batch");
         assert_eq!(WorkloadRef::from_pod(&ObjectMeta::default()), None);

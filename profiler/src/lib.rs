@@ -1,1 +1,3 @@
-//! placeholder
+//! Snug's profiler: turns sidecar metrics, container usage and OOM kills into WorkloadProfiles.
+
+pub mod crd;

@@ -52,7 +52,7 @@ pub fn quantile(buckets: &[(f64, u64)], q: f64) -> Option<f64> {
                 return Some(last_finite);
             }
             let lower = lower.unwrap_or(upper / BUCKET_GROWTH);
-            return Some((lower * upper as f64).sqrt());
+            return Some((lower * upper).sqrt());
         }
         if upper.is_finite() {
             last_finite = upper;

@@ -60,7 +60,7 @@ pub fn parse_quantity(quantity: &Quantity) -> Result<f64> {
 /// Formats cores as whole millicores (`250m`), or whole cores when exact (`2`), rounding up.
 pub fn format_cpu(cores: f64) -> Quantity {
     let millis = (cores.max(0.0) * 1000.0 - 1e-6).ceil().max(0.0) as u64;
-    if millis % 1000 == 0 && millis > 0 {
+    if millis.is_multiple_of(1000) && millis > 0 {
         Quantity(format!("{}", millis / 1000))
     } else {
         Quantity(format!("{millis}m"))
@@ -70,7 +70,7 @@ pub fn format_cpu(cores: f64) -> Quantity {
 /// Formats bytes as whole MiB (`300Mi`), or GiB when exact (`2Gi`), rounding up.
 pub fn format_memory(bytes: f64) -> Quantity {
     let mib = (bytes.max(0.0) / MIB - 1e-9).ceil().max(0.0) as u64;
-    if mib % 1024 == 0 && mib > 0 {
+    if mib.is_multiple_of(1024) && mib > 0 {
         Quantity(format!("{}Gi", mib / 1024))
     } else {
         Quantity(format!("{mib}Mi"))

@@ -323,12 +323,9 @@ async fn a_slow_request_head_times_out() {
         .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n")
         .await
         .unwrap();
+    // hyper closes the connection without an answer (it has no 408).
     let answer = read_to_close(&mut client).await;
-    assert!(
-        answer.is_empty() || answer.starts_with(b"HTTP/1.1 408"),
-        "{}",
-        String::from_utf8_lossy(&answer)
-    );
+    assert!(answer.is_empty(), "{}", String::from_utf8_lossy(&answer));
     let metrics = proxy.metrics().await;
     let port = proxy.port();
     let timeout = [("port", port.as_str()), ("kind", "header_timeout")];

@@ -244,14 +244,20 @@ fn inject(inputs: Inputs<'_>, pod: &mut Pod, profile: Option<&WorkloadProfile>) 
                 .insert(keys::INJECTED.into(), "true".into());
         }
     }
-    let annotations = pod.metadata.annotations.get_or_insert_default();
     if let Some(reason) = blocker {
-        annotations.insert(keys::SIDECAR_SKIPPED.into(), reason.into());
+        annotate(pod, keys::SIDECAR_SKIPPED, reason.into());
     }
     if !not_intercepted.is_empty() {
-        annotations.insert(keys::NOT_INTERCEPTED.into(), not_intercepted.join(","));
+        annotate(pod, keys::NOT_INTERCEPTED, not_intercepted.join(","));
     }
     not_intercepted.len()
+}
+
+fn annotate(pod: &mut Pod, key: &str, value: String) {
+    pod.metadata
+        .annotations
+        .get_or_insert_default()
+        .insert(key.into(), value);
 }
 
 /// Applies (mode `apply`, confident profile) or records (otherwise) the recommendation.

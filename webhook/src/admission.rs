@@ -237,3 +237,32 @@ fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> Admi
     }
     response
 }
+
+/// An "allow everything" `/mutate`, the benchmark's baseline: it reads only the uid and
+/// allows the pod, so measuring it beside [`router`] shows what Snug's decisions cost.
+pub fn allow_everything_router(max_body_bytes: usize) -> Router {
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Option<Uid>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Uid {
+        uid: String,
+    }
+    async fn allow(body: Bytes) -> Response {
+        match serde_json::from_slice::<Review>(&body) {
+            Ok(Review {
+                request: Some(Uid { uid }),
+            }) => Json(serde_json::json!({
+                "apiVersion": REVIEW_API_VERSION,
+                "kind": "AdmissionReview",
+                "response": {"uid": uid, "allowed": true}
+            }))
+            .into_response(),
+            _ => StatusCode::BAD_REQUEST.into_response(),
+        }
+    }
+    Router::new()
+        .route("/mutate", post(allow))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+}

@@ -10,14 +10,13 @@ use std::{
 };
 
 use futures::StreamExt;
-use snug_api::profile::WorkloadProfileStatus;
 use snug_recommender::Usage;
 
 use crate::{
     Error,
     checkpoint::Checkpoint,
     metrics::Metrics,
-    model::{ModelSettings, WorkloadModel, Written},
+    model::{ModelSettings, WorkloadModel},
     once::{WarnOnce, warn_once},
     pods::{PodInfo, PodSnapshot, PodSource, WorkloadKey},
     reading::{ReadingDelta, SidecarReading},
@@ -169,33 +168,39 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
             .collect()
             .await;
         for (key, result) in loaded {
-            let factory = self.ctx.settings.recommender;
-            let model = match result {
-                Ok(stored) => match stored.and_then(|p| p.status).and_then(|s| s.checkpoint) {
-                    Some(text) => match Checkpoint::decode(&text) {
-                        Ok(saved) => {
-                            tracing::info!(workload = %key, samples = saved.samples, "resumed from checkpoint");
-                            WorkloadModel::restore(key.clone(), factory, saved)
-                        }
-                        Err(error) => {
-                            tracing::warn!(workload = %key, %error, "checkpoint unreadable; starting afresh");
-                            WorkloadModel::new(key.clone(), factory)
-                        }
-                    },
-                    None => WorkloadModel::new(key.clone(), factory),
-                },
+            match result {
+                Ok(stored) => {
+                    let checkpoint = stored.and_then(|p| p.status).and_then(|s| s.checkpoint);
+                    let model = self.model_from(&key, checkpoint.as_deref());
+                    self.models.insert(key, model);
+                }
                 Err(error @ Error::Yaml { .. }) => {
                     tracing::warn!(workload = %key, %error, "stored profile unreadable; starting afresh");
-                    WorkloadModel::new(key.clone(), factory)
+                    let model = self.model_from(&key, None);
+                    self.models.insert(key, model);
                 }
                 Err(error) => {
                     warn_once!(self.warned, format!("load/{key}"), workload = %key, %error,
                         "cannot read the stored profile; will retry");
-                    continue;
                 }
-            };
-            self.warned.forget(&format!("load/{key}"));
-            self.models.insert(key, model);
+            }
+        }
+    }
+
+    /// A workload's model, resumed from `checkpoint` when it is readable.
+    fn model_from(&mut self, key: &WorkloadKey, checkpoint: Option<&str>) -> WorkloadModel {
+        self.warned.forget(&format!("load/{key}"));
+        let factory = self.ctx.settings.recommender;
+        match checkpoint.map(Checkpoint::decode) {
+            Some(Ok(saved)) => {
+                tracing::info!(workload = %key, samples = saved.samples, "resumed from checkpoint");
+                WorkloadModel::restore(key.clone(), factory, saved)
+            }
+            Some(Err(error)) => {
+                tracing::warn!(workload = %key, %error, "checkpoint unreadable; starting afresh");
+                WorkloadModel::new(key.clone(), factory)
+            }
+            None => WorkloadModel::new(key.clone(), factory),
         }
     }
 
@@ -329,100 +334,8 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
             model.prune_oom_seen(&live);
         }
     }
-
-    /// Writes the profiles that changed meaningfully (or are due a refresh); updates gauges.
-    async fn write(&mut self, profiled: &Profiled, at: f64) -> usize {
-        let mut due: Vec<(WorkloadKey, WorkloadProfileStatus, Written)> = Vec::new();
-        for key in profiled.keys() {
-            let Some(model) = self.models.get(key) else {
-                continue;
-            };
-            match model.status(at, &self.ctx.settings) {
-                Ok((status, written)) => {
-                    for (container, recommendation) in &written.recommendations {
-                        self.ctx.metrics.set_recommendation(
-                            key,
-                            container,
-                            recommendation.as_ref(),
-                        );
-                    }
-                    if model.worth_writing(&written, &self.ctx.settings) {
-                        due.push((key.clone(), status, written));
-                    }
-                }
-                Err(error) => tracing::warn!(workload = %key, %error, "cannot build the status"),
-            }
-        }
-        let ctx = self.ctx.clone();
-        let results: Vec<_> = futures::stream::iter(due)
-            .map(|(key, status, written)| {
-                let ctx = ctx.clone();
-                async move {
-                    let result = ctx.store.save(&key, &status).await;
-                    (key, written, result)
-                }
-            })
-            .buffer_unordered(STORE_CONCURRENCY)
-            .collect()
-            .await;
-        let mut count = 0;
-        for (key, written, result) in results {
-            count += self.saved(key, written, result) as usize;
-        }
-        count
-    }
-
-    fn saved(&mut self, key: WorkloadKey, written: Written, result: crate::Result<()>) -> bool {
-        match result {
-            Ok(()) => {
-                self.ctx.metrics.write("written");
-                self.warned.forget(&format!("write/{key}"));
-                if let Some(model) = self.models.get_mut(&key) {
-                    model.written = Some(written);
-                }
-                true
-            }
-            Err(Error::WorkloadGone(_)) => {
-                self.ctx.metrics.write("workload_gone");
-                self.ctx.metrics.skip("workload_gone");
-                warn_once!(self.warned, format!("gone/{key}"), workload = %key,
-                    "workload deleted; its profile is dropped");
-                self.drop_model(&key);
-                false
-            }
-            Err(error) => {
-                self.ctx.metrics.write("error");
-                warn_once!(self.warned, format!("write/{key}"), workload = %key, %error,
-                    "profile write failed; will retry");
-                false
-            }
-        }
-    }
-
-    fn forget_idle(&mut self, profiled: &Profiled, at: f64) {
-        for key in profiled.keys() {
-            self.last_seen.insert(key.clone(), at);
-        }
-        let idle: Vec<WorkloadKey> = self
-            .last_seen
-            .iter()
-            .filter(|(_, seen)| at - **seen > FORGET_AFTER_SECONDS)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in idle {
-            self.drop_model(&key);
-        }
-    }
-
-    fn drop_model(&mut self, key: &WorkloadKey) {
-        self.last_seen.remove(key);
-        if let Some(model) = self.models.remove(key) {
-            self.ctx
-                .metrics
-                .forget_workload(key, &model.container_names());
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests;
+mod write;

@@ -195,3 +195,81 @@ fn expiry_counts_from_the_last_renewal() {
     assert!(expired(&spec, at(26)));
     assert!(expired(&LeaseSpec::default(), at(0)));
 }
+
+/// An in-memory Lease endpoint with the API server's optimistic concurrency: a write whose
+/// resourceVersion is not the current one gets 409.
+fn lease_server() -> Client {
+    use std::sync::{Arc, Mutex};
+    let state: Arc<Mutex<Option<(u64, Value)>>> = Arc::default();
+    let service = tower::service_fn(move |request: http::Request<kube::client::Body>| {
+        let state = state.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = http_body_util::BodyExt::collect(body)
+                .await
+                .unwrap()
+                .to_bytes();
+            let mut state = state.lock().unwrap();
+            let (code, answer) = match (parts.method.as_str(), state.as_mut()) {
+                ("GET", Some((_, lease))) => (200, lease.clone()),
+                ("GET", None) => (404, status(404, "NotFound")),
+                ("POST", Some(_)) => (409, status(409, "AlreadyExists")),
+                ("POST" | "PUT", current) => {
+                    let mut lease: Value = serde_json::from_slice(&body).unwrap();
+                    let sent = lease["metadata"]["resourceVersion"]
+                        .as_str()
+                        .map(str::to_owned);
+                    let version = current.as_ref().map_or(0, |(v, _)| *v);
+                    if parts.method == "PUT" && sent != Some(version.to_string()) {
+                        (409, status(409, "Conflict"))
+                    } else {
+                        lease["metadata"]["resourceVersion"] = json!((version + 1).to_string());
+                        *state = Some((version + 1, lease.clone()));
+                        (200, lease)
+                    }
+                }
+                _ => (405, status(405, "MethodNotAllowed")),
+            };
+            let response = http::Response::builder()
+                .status(code)
+                .body(kube::client::Body::from(
+                    serde_json::to_vec(&answer).unwrap(),
+                ))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        }
+    });
+    Client::new(service, "default")
+}
+
+#[tokio::test]
+async fn a_standby_takes_over_when_the_leader_stops_renewing() {
+    let client = lease_server();
+    let (a, b) = (elector(client.clone(), "a"), elector(client, "b"));
+    assert_eq!(a.try_acquire_or_renew(at(0)).await.unwrap(), Role::Leader);
+    assert_eq!(
+        b.try_acquire_or_renew(at(1)).await.unwrap(),
+        Role::Standby(Some("a".into()))
+    );
+    assert_eq!(a.try_acquire_or_renew(at(5)).await.unwrap(), Role::Leader);
+    assert_eq!(
+        b.try_acquire_or_renew(at(19)).await.unwrap(),
+        Role::Standby(Some("a".into()))
+    );
+    // a stops renewing at 5; its claim lapses at 20.
+    assert_eq!(b.try_acquire_or_renew(at(21)).await.unwrap(), Role::Leader);
+    assert_eq!(
+        a.try_acquire_or_renew(at(22)).await.unwrap(),
+        Role::Standby(Some("b".into()))
+    );
+    // Both race for a lapsed lease: exactly one wins.
+    let (ra, rb) = tokio::join!(
+        a.try_acquire_or_renew(at(60)),
+        b.try_acquire_or_renew(at(60))
+    );
+    let leaders = [ra.unwrap(), rb.unwrap()]
+        .iter()
+        .filter(|r| **r == Role::Leader)
+        .count();
+    assert_eq!(leaders, 1);
+}

@@ -3,6 +3,7 @@
 //! (`metrics_api`), and a sample HTTP app to run in those pods (`sample_app`).
 
 pub mod cluster;
+pub mod demo;
 pub mod error;
 pub mod http;
 pub mod kubelet;

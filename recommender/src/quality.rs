@@ -1,12 +1,16 @@
 //! The quality benchmark: every series of a trace directory through manual sizing, VPA and Snug,
 //! scored with the same rules. The benchmark harness (`tests/benches/recommender.rs`) prints it;
 //! a test asserts Snug beats VPA on the committed series.
+mod table;
+
 use std::path::{Path, PathBuf};
 
 use crate::replay::{manual_rows, replay_rows};
 use crate::score::Score;
 use crate::trace::{self, Trace, TraceFormat};
 use crate::{RecommenderKind, Result};
+
+pub use table::markdown;
 
 /// Refresh interval of the benchmark: pods recreated hourly.
 pub const REFRESH_S: f64 = 3600.0;
@@ -146,4 +150,28 @@ impl DatasetScores {
         self.vpa.add(&o.vpa);
         self.snug.add(&o.snug);
     }
+}
+
+/// Loads every dataset under `root` and scores it on `threads` threads: (name, scores) each.
+pub fn run(root: &Path, threads: usize) -> Result<Vec<(String, DatasetScores)>> {
+    Ok(load_datasets(root)?
+        .into_iter()
+        .map(|d| {
+            let scores = score_dataset(&d.traces, threads);
+            (d.name, scores)
+        })
+        .collect())
+}
+
+/// The traces directory: `SNUG_TRACES_DIR`, else the shared traces next to the workspace
+/// (`<workspace>/../shared/traces`, or two levels up from a worktree), else the committed sample.
+pub fn traces_dir(workspace: &Path) -> PathBuf {
+    if let Some(dir) = std::env::var_os("SNUG_TRACES_DIR") {
+        return PathBuf::from(dir);
+    }
+    ["../shared/traces", "../../shared/traces"]
+        .iter()
+        .map(|c| workspace.join(c))
+        .find(|d| d.is_dir())
+        .unwrap_or_else(|| workspace.join("tests/data/traces"))
 }

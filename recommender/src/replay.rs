@@ -133,3 +133,109 @@ pub fn manual_rows(trace: &Trace) -> Vec<ReplayRow> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Recommendation, Result, Usage};
+
+    /// Recommends a fixed memory limit and a CPU limit, records what it was told.
+    #[derive(Debug, Default)]
+    struct Recorder {
+        observed: Vec<f64>,
+        ooms: Vec<(f64, f64)>,
+        throttles: Vec<(f64, f64)>,
+    }
+
+    impl Recommender for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn observe(&mut self, usage: Usage) {
+            self.observed.push(usage.at);
+        }
+        fn oom_killed(&mut self, at: f64, memory_limit: f64) {
+            self.ooms.push((at, memory_limit));
+        }
+        fn throttled(&mut self, at: f64, cpu_limit: f64) {
+            self.throttles.push((at, cpu_limit));
+        }
+        fn recommend(&self, _at: f64, _current: &CurrentResources) -> Option<Recommendation> {
+            // nothing before it has seen a sample: the first refresh yields no sizing
+            self.observed.first()?;
+            Some(Recommendation {
+                cpu_request: 1.0,
+                cpu_limit: Some(2.0),
+                memory_request: 100.0,
+                memory_limit: 100.0,
+                cpu_lower_bound: 1.0,
+                cpu_upper_bound: 1.0,
+                memory_lower_bound: 100.0,
+                memory_upper_bound: 100.0,
+                confidence: 1.0,
+            })
+        }
+        fn checkpoint(&self) -> Result<String> {
+            Ok(String::new())
+        }
+    }
+
+    fn trace(points: &[(f64, f64, f64)]) -> Trace {
+        Trace {
+            name: "t".into(),
+            points: points
+                .iter()
+                .map(|(at, c, m)| TracePoint {
+                    usage: Usage {
+                        at: *at,
+                        cpu_cores: Some(*c),
+                        memory_bytes: Some(*m),
+                    },
+                    manual: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn kills_and_throttling_are_told_and_refreshes_are_hourly() {
+        let t = trace(&[
+            (0.0, 3.0, 500.0),
+            (1800.0, 3.0, 500.0),
+            (3600.0, 3.0, 500.0),
+            (4000.0, 1.0, 50.0),
+            (7300.0, 1.0, 150.0),
+        ]);
+        let mut r = Recorder::default();
+        let rows = replay_rows(&t, &mut r, 3600.0);
+        assert_eq!(rows.len(), 5);
+        // first refresh at t=0 saw nothing; the next at 3600 applies from that sample on
+        assert_eq!(rows[0].sizing, None);
+        assert_eq!(rows[1].sizing, None);
+        assert!(rows[2..].iter().all(|row| row.sizing.is_some()));
+        // 500 > 100 at 3600, 150 > 100 at 7300: kills; 3 > 2 cores at 3600: throttled
+        assert_eq!(r.ooms, vec![(3600.0, 100.0), (7300.0, 100.0)]);
+        assert_eq!(r.throttles, vec![(3600.0, 2.0)]);
+        assert_eq!(r.observed, vec![0.0, 1800.0, 3600.0, 4000.0, 7300.0]);
+    }
+
+    #[test]
+    fn sizing_rounds_up_to_millicores_and_bytes() {
+        let r = Recommendation {
+            cpu_request: 0.12301,
+            cpu_limit: None,
+            memory_request: 10.2,
+            memory_limit: 10.2,
+            cpu_lower_bound: 0.0,
+            cpu_upper_bound: 0.0,
+            memory_lower_bound: 0.0,
+            memory_upper_bound: 0.0,
+            confidence: 0.0,
+        };
+        let s = Sizing::from_recommendation(&r);
+        assert_eq!(
+            (s.cpu_request, s.cpu_limit, s.memory_limit),
+            (0.124, None, Some(11.0))
+        );
+    }
+}

@@ -120,3 +120,55 @@ impl Score {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Usage;
+    use crate::replay::Sizing;
+    use crate::trace::TracePoint;
+
+    fn row(at: f64, cpu: f64, memory: Option<f64>, sizing: Option<Sizing>) -> ReplayRow {
+        ReplayRow {
+            point: TracePoint {
+                usage: Usage {
+                    at,
+                    cpu_cores: Some(cpu),
+                    memory_bytes: memory,
+                },
+                manual: None,
+            },
+            sizing,
+        }
+    }
+
+    #[test]
+    fn scores_from_day_two_by_the_rules() {
+        let s = Sizing {
+            cpu_request: 1.0,
+            cpu_limit: Some(1.5),
+            memory_request: 100.0,
+            memory_limit: Some(100.0),
+        };
+        let rows = [
+            row(0.0, 9.0, Some(900.0), Some(s)), // day 1: not scored
+            row(LEARNING_S, 0.5, Some(50.0), Some(s)),
+            row(LEARNING_S + 300.0, 2.0, Some(150.0), Some(s)), // starved, throttled, killed
+            row(LEARNING_S + 600.0, 1.2, None, Some(s)),        // starved only; no memory reading
+            row(LEARNING_S + 900.0, 1.0, Some(10.0), None),     // no sizing in force
+        ];
+        let score = Score::of(&rows);
+        assert_eq!(score.cpu_samples, 3);
+        assert!((score.cpu_slack().unwrap() - 0.5 / 3.0).abs() < 1e-12);
+        assert_eq!((score.starved, score.throttled, score.oom_kills), (2, 1, 1));
+        assert!((score.memory_slack().unwrap() - 50.0 / 200.0).abs() < 1e-12);
+        assert_eq!(score.without_sizing, 1);
+        assert_eq!(score.series_with_oom, 1);
+        let mut both = score;
+        both.add(&score);
+        assert_eq!(both.series, 2);
+        assert_eq!(both.cpu_slack(), score.cpu_slack());
+        assert!(score.summary().contains("oom_kills=1"));
+        assert_eq!(Score::of(&[]).cpu_slack(), None);
+    }
+}

@@ -26,6 +26,7 @@ pub mod model;
 mod once;
 pub mod pods;
 pub mod reading;
+pub mod replay;
 pub mod run;
 pub mod scrape;
 pub mod store;

@@ -6,7 +6,14 @@
 //! [`snug::SnugRecommender`], Snug's own. Both are pure and deterministic: time is passed in,
 //! never read from a clock, so a replay of a trace is exact and causal.
 
+pub mod checkpoint;
+pub mod histogram;
+pub mod peaks;
+pub mod quality;
+pub mod replay;
+pub mod score;
 pub mod snug;
+pub mod trace;
 pub mod vpa;
 
 use serde::{Deserialize, Serialize};
@@ -72,6 +79,10 @@ pub trait Recommender: std::fmt::Debug + Send {
     /// Inbound requests per second measured by the sidecar at `at`. Recommenders that do not use
     /// the signal ignore it.
     fn observe_traffic(&mut self, _at: f64, _requests_per_second: f64) {}
+    /// The resources now in force for the container (its pod was created or resized with them).
+    /// VPA weighs CPU samples by the CPU request in force; recommenders that do not use it
+    /// ignore it.
+    fn applied(&mut self, _resources: &CurrentResources) {}
     /// The recommendation at time `at`, or `None` before there is enough data for any.
     fn recommend(&self, at: f64, current: &CurrentResources) -> Option<Recommendation>;
     /// The learned state, compact (a few KiB at most), for a profiler restart to resume from.
@@ -86,6 +97,18 @@ pub enum RecommenderKind {
     Snug,
     /// The VPA baseline.
     Vpa,
+}
+
+impl std::str::FromStr for RecommenderKind {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "snug" => Ok(RecommenderKind::Snug),
+            "vpa" => Ok(RecommenderKind::Vpa),
+            other => Err(Error::UnknownRecommender(other.to_string())),
+        }
+    }
 }
 
 impl RecommenderKind {
@@ -106,12 +129,20 @@ impl RecommenderKind {
     }
 }
 
+/// A usable amount of a resource: finite and not negative (NaN is not).
+pub(crate) fn is_amount(v: f64) -> bool {
+    v.is_finite() && v >= 0.0
+}
+
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A checkpoint that cannot be decoded.
     #[error("invalid checkpoint: {0}")]
     Checkpoint(String),
+    /// A recommender name that is neither `snug` nor `vpa`.
+    #[error("unknown recommender {0:?} (expected snug or vpa)")]
+    UnknownRecommender(String),
     /// A trace file that cannot be read.
     #[error("invalid trace {path}: {reason}")]
     Trace {

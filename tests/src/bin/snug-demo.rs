@@ -32,7 +32,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("snug-demo: cannot start the runtime: {e}");
@@ -80,7 +83,10 @@ fn main() -> ExitCode {
     match outcome {
         Ok(_) => ExitCode::SUCCESS,
         Err(failed) => {
-            eprintln!("snug-demo: {failed} (component logs in {})", log_path.display());
+            eprintln!(
+                "snug-demo: {failed} (component logs in {})",
+                log_path.display()
+            );
             ExitCode::FAILURE
         }
     }

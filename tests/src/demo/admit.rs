@@ -138,13 +138,19 @@ pub fn patch_of(answer: &Value) -> Result<json_patch::Patch> {
     if response["allowed"] != json!(true) {
         return Err(Failure(format!("the webhook refused the pod: {response}")));
     }
-    let Some(encoded) = response["patch"].as_str() else {
-        return Ok(json_patch::Patch(Vec::new()));
+    // The API server reads the patch as Go `[]byte`: a base64 string or an array of bytes
+    // (kube-core sends the latter); take either.
+    let bytes: Vec<u8> = match &response["patch"] {
+        Value::Null => return Ok(json_patch::Patch(Vec::new())),
+        Value::String(encoded) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| Failure(format!("patch is not base64: {e}")))?
+        }
+        array => serde_json::from_value(array.clone())
+            .map_err(|e| Failure(format!("patch is neither base64 nor bytes: {e}")))?,
     };
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(encoded)
-        .map_err(|e| Failure(format!("patch is not base64: {e}")))?;
     serde_json::from_slice(&bytes).map_err(|e| Failure(format!("patch is not JSON Patch: {e}")))
 }
 
@@ -172,6 +178,13 @@ mod tests {
     fn an_allow_without_patch_yields_no_operations() {
         let answer = json!({"response": {"uid": "x", "allowed": true}});
         assert!(patch_of(&answer).unwrap().0.is_empty());
+        let ops = br#"[{"op":"add","path":"/metadata/labels","value":{}}]"#;
+        let as_bytes = json!({"response": {"allowed": true, "patch": ops.to_vec()}});
+        assert_eq!(patch_of(&as_bytes).unwrap().0.len(), 1);
+        use base64::Engine as _;
+        let encoded = base64::engine::general_purpose::STANDARD.encode(ops);
+        let as_base64 = json!({"response": {"allowed": true, "patch": encoded}});
+        assert_eq!(patch_of(&as_base64).unwrap().0.len(), 1);
         let refused = json!({"response": {"uid": "x", "allowed": false}});
         assert!(patch_of(&refused).is_err());
     }

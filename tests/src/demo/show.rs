@@ -58,7 +58,10 @@ pub fn patch_summary(before: &Value, after: &Pod) -> String {
     let before: Pod = serde_json::from_value(before.clone()).unwrap_or_default();
     let mut out = String::new();
     let old = containers(&before);
-    for c in containers(after).into_iter().filter(|c| !old.iter().any(|o| o.name == c.name)) {
+    for c in containers(after)
+        .into_iter()
+        .filter(|c| !old.iter().any(|o| o.name == c.name))
+    {
         let ports: Vec<String> = c
             .ports
             .iter()
@@ -73,7 +76,12 @@ pub fn patch_summary(before: &Value, after: &Pod) -> String {
             ports.join(", ")
         );
         for env in c.env.iter().flatten() {
-            let _ = writeln!(out, "      env {}={}", env.name, env.value.as_deref().unwrap_or(""));
+            let _ = writeln!(
+                out,
+                "      env {}={}",
+                env.name,
+                env.value.as_deref().unwrap_or("")
+            );
         }
     }
     for (was, now) in old.iter().filter_map(|o| {
@@ -92,6 +100,28 @@ pub fn patch_summary(before: &Value, after: &Pod) -> String {
                     q.name.as_deref().unwrap_or("-")
                 );
             }
+        }
+        let probe_port = |c: &Container| {
+            c.readiness_probe
+                .as_ref()
+                .and_then(|p| p.http_get.as_ref())
+                .map(|g| match &g.port {
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(n) => {
+                        n.to_string()
+                    }
+                    k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::String(s) => {
+                        s.clone()
+                    }
+                })
+        };
+        if let (Some(p), Some(q)) = (probe_port(was), probe_port(now))
+            && p != q
+        {
+            let _ = writeln!(
+                out,
+                "  ~ {} readinessProbe port {p} → {q} (kubelet probes bypass the sidecar)",
+                was.name
+            );
         }
         let _ = writeln!(out, "  ~ {} resources:", was.name);
         let _ = writeln!(out, "      requests  {}", resources(was, now, true));
@@ -221,12 +251,26 @@ mod tests {
         .unwrap();
         let text = profile_table(&profile);
         let lines: Vec<&str> = text.lines().collect();
-        assert!(lines[0].split_whitespace().eq(
-            ["NAME", "WORKLOAD", "CPU", "MEMORY", "P99", "RPS", "CONFIDENCE", "AGE"]
-        ));
-        assert!(lines[1].split_whitespace().eq(
-            ["deployment-web", "Deployment/web", "120m", "96Mi", "31ms", "42.0", "80%", "<unknown>"]
-        ));
+        assert!(lines[0].split_whitespace().eq([
+            "NAME",
+            "WORKLOAD",
+            "CPU",
+            "MEMORY",
+            "P99",
+            "RPS",
+            "CONFIDENCE",
+            "AGE"
+        ]));
+        assert!(lines[1].split_whitespace().eq([
+            "deployment-web",
+            "Deployment/web",
+            "120m",
+            "96Mi",
+            "31ms",
+            "42.0",
+            "80%",
+            "<unknown>"
+        ]));
     }
 
     #[test]
@@ -240,7 +284,10 @@ mod tests {
         ]}}))
         .unwrap();
         let text = patch_summary(&before, &after);
-        assert!(text.contains("+ container snug-sidecar (sidecar:1), ports http:4700"), "{text}");
+        assert!(
+            text.contains("+ container snug-sidecar (sidecar:1), ports http:4700"),
+            "{text}"
+        );
         assert!(text.contains("cpu     1 → 120m"), "{text}");
         assert!(text.contains("+ snug.dev/injected: true"), "{text}");
     }

@@ -30,9 +30,15 @@ pub async fn run(config: &DemoConfig) -> Result<Outcome, StepFailed> {
     let progress = Progress::start();
     let dirs = step("prepare", prepare(&config.out))?;
     let app_port = step("app", free_port().map_err(|e| Failure(e.to_string())))?;
-    let mut app = step("app", start_app(&config.app_exe, app_port, &dirs.logs).await)?;
+    let mut app = step(
+        "app",
+        start_app(&config.app_exe, app_port, &dirs.logs).await,
+    )?;
     let app_pid = app.id().unwrap_or_default();
-    progress.say("app", format!("sample app, pid {app_pid}, on 127.0.0.1:{app_port}"));
+    progress.say(
+        "app",
+        format!("sample app, pid {app_pid}, on 127.0.0.1:{app_port}"),
+    );
 
     let (stop, stopped) = Stopper::new();
     let sidecar = step("sidecar", start_sidecar(app_port, stopped.clone()).await)?;
@@ -47,7 +53,13 @@ pub async fn run(config: &DemoConfig) -> Result<Outcome, StepFailed> {
     let learning = config.duration.mul_f64(0.6).max(Duration::from_secs(2));
     let profiler = step(
         "profiler",
-        start_profiler(sidecar.admin, app_pid, &dirs.profiles, learning, stopped.clone()),
+        start_profiler(
+            sidecar.admin,
+            app_pid,
+            &dirs.profiles,
+            learning,
+            stopped.clone(),
+        ),
     )?;
     progress.say(
         "profiler",
@@ -79,7 +91,10 @@ pub async fn run(config: &DemoConfig) -> Result<Outcome, StepFailed> {
         pod_after,
         requests,
     };
-    println!("{}", show::patch_summary(&outcome.pod_before, &outcome.pod_after));
+    println!(
+        "{}",
+        show::patch_summary(&outcome.pod_before, &outcome.pod_after)
+    );
     progress.say(
         "done",
         format!(
@@ -161,9 +176,15 @@ async fn start_app(exe: &Path, port: u16, logs: &Path) -> Result<Child> {
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| Failure(format!("starting {} app: {e}", exe.display())))?;
-    wait_until(Duration::from_secs(10), "the sample app to answer", || async move {
-        tokio::net::TcpStream::connect((LOCALHOST, port)).await.is_ok()
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the sample app to answer",
+        || async move {
+            tokio::net::TcpStream::connect((LOCALHOST, port))
+                .await
+                .is_ok()
+        },
+    )
     .await?;
     Ok(child)
 }
@@ -217,7 +238,9 @@ fn start_profiler(
         .config()
         .map_err(|e| Failure(format!("snug-profiler: {e}")))?
     else {
-        return Err(Failure("snug-profiler: `local` did not give a local config".into()));
+        return Err(Failure(
+            "snug-profiler: `local` did not give a local config".into(),
+        ));
     };
     Ok(tokio::spawn(async move {
         if let Err(e) = snug_profiler::run_local(config, stopped.wait()).await {
@@ -241,7 +264,10 @@ impl Load {
             .iter()
             .map(|p| format!("{} from {}", p.name, p.address))
             .collect();
-        progress.say("load", format!("traffic from two peers: {}", names.join(", ")));
+        progress.say(
+            "load",
+            format!("traffic from two peers: {}", names.join(", ")),
+        );
         let stop = Arc::new(AtomicBool::new(false));
         let mut drivers = tokio::task::JoinSet::new();
         let mut tallies = Vec::new();
@@ -317,7 +343,10 @@ async fn wait_for_confident_profile(profiles: &Path) -> Result<WorkloadProfile> 
                 p.status.map(|s| s.confidence).unwrap_or_default()
             ),
         };
-        Failure(format!("{e}: {} — {state}", profile_path(profiles).display()))
+        Failure(format!(
+            "{e}: {} — {state}",
+            profile_path(profiles).display()
+        ))
     })
 }
 
@@ -355,15 +384,22 @@ async fn start_webhook(
         stopped.wait().await;
         server.abort();
     });
-    wait_until(Duration::from_secs(10), "the webhook to be ready", || async move {
-        crate::http::get(&format!("http://{health}/ready"), None)
-            .await
-            .is_ok_and(|r| r.status == 200)
-    })
+    wait_until(
+        Duration::from_secs(10),
+        "the webhook to be ready",
+        || async move {
+            crate::http::get(&format!("http://{health}/ready"), None)
+                .await
+                .is_ok_and(|r| r.status == 200)
+        },
+    )
     .await?;
     progress.say(
         "webhook",
-        format!("snug-webhook on https://{listen}/mutate, profiles from {}", dirs.profiles.display()),
+        format!(
+            "snug-webhook on https://{listen}/mutate, profiles from {}",
+            dirs.profiles.display()
+        ),
     );
     Ok((bundle.ca_pem, listen))
 }
@@ -389,9 +425,28 @@ async fn admission(
         )));
     }
     let pod_after = admit::apply(&pod, &patch)?;
+    // The API server may call the webhook again (reinvocationPolicy: IfNeeded): the patched pod
+    // must come back unchanged.
+    let again = admit::review(
+        &serde_json::to_value(&pod_after).map_err(|e| Failure(e.to_string()))?,
+        NAMESPACE,
+    );
+    let answer =
+        admit::post_review(webhook, "snug-webhook.snug-system.svc", ca_pem, &again).await?;
+    let second = admit::patch_of(&answer)?;
+    if !second.0.is_empty() {
+        return Err(Failure(format!(
+            "a second admission of the patched pod patched it again: {:?}",
+            second.0
+        )));
+    }
     progress.say(
         "admission",
-        format!("allowed, with a {}-operation JSON Patch:", patch.0.len()),
+        format!(
+            "allowed, with a {}-operation JSON Patch (a second admission of the patched pod \
+             changes nothing):",
+            patch.0.len()
+        ),
     );
     Ok((pod, pod_after))
 }

@@ -193,3 +193,41 @@ async fn h2_request_to_an_unreachable_app_gets_a_502() {
     );
     assert!(response.headers().get("date").is_none());
 }
+
+#[tokio::test]
+async fn a_cancelled_stream_cancels_its_upstream_request() {
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (cancelled_tx, mut cancelled) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let app = http_app(move |_req: Request<Incoming>| {
+        let started = started_tx.clone();
+        let cancelled = cancelled_tx.clone();
+        async move {
+            // Reports when hyper drops this handler, which it does when the stream is reset.
+            struct OnDrop(tokio::sync::mpsc::UnboundedSender<()>);
+            impl Drop for OnDrop {
+                fn drop(&mut self) {
+                    let _ = self.0.send(());
+                }
+            }
+            let _guard = OnDrop(cancelled);
+            started.send(()).unwrap();
+            std::future::pending::<()>().await;
+            Response::new(full(Bytes::new()))
+        }
+    })
+    .await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let (mut sender, _) = h2_client(proxy.addr).await;
+    let req = Request::get("http://app/never")
+        .body(full(Bytes::new()))
+        .unwrap();
+    let call = tokio::spawn(async move { sender.send_request(req).await });
+    patiently(started.recv()).await.unwrap();
+    call.abort();
+    patiently(cancelled.recv()).await.unwrap();
+
+    let metrics = proxy.metrics().await;
+    let port = proxy.port();
+    let abort = [("port", port.as_str()), ("kind", "client_abort")];
+    assert_eq!(count(&metrics, "snug_proxy_errors_total", &abort), 1);
+}

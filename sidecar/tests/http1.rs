@@ -355,3 +355,46 @@ async fn x_forwarded_for_is_added_only_when_asked() {
         }
     }
 }
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_and_head_has_no_body() {
+    let app = http_app(|req: Request<hyper::body::Incoming>| async move {
+        let mut response = Response::new(full(req.uri().path().to_owned()));
+        response
+            .headers_mut()
+            .insert("content-length", req.uri().path().len().into());
+        response
+    })
+    .await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let first = read_http1_message(&mut client, &mut buf).await;
+    let second = read_http1_message(&mut client, &mut buf).await;
+    assert!(first.ends_with(b"\r\n\r\n/first"));
+    assert!(second.ends_with(b"\r\n\r\n/second"));
+
+    // A HEAD response announces a length but has no body: the next response follows at once.
+    client
+        .write_all(b"HEAD /head HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while find(&head, b"\r\n\r\n").is_none() {
+        let mut byte = [0u8; 1];
+        patiently(client.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("content-length: 5\r\n"));
+    let after = read_http1_message(&mut client, &mut buf).await;
+    assert!(
+        after.ends_with(b"\r\n\r\n/after"),
+        "{}",
+        String::from_utf8_lossy(&after)
+    );
+}

@@ -398,3 +398,36 @@ async fn pipelined_requests_are_answered_in_order_and_head_has_no_body() {
         String::from_utf8_lossy(&after)
     );
 }
+
+#[tokio::test]
+async fn garbage_after_a_request_line_is_refused_and_the_sidecar_keeps_serving() {
+    let (app, mut events) = raw_http1_app(Some(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec())).await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut bad = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut garbage = b"GET / HTTP/1.1\r\n".to_vec();
+    garbage.extend(
+        random_bytes(4096)
+            .iter()
+            .map(|b| if *b == b'\n' { 0 } else { *b }),
+    );
+    garbage.extend_from_slice(b"\r\n\r\n");
+    bad.write_all(&garbage).await.unwrap();
+    let answer = read_to_close(&mut bad).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let mut good = TcpStream::connect(proxy.addr).await.unwrap();
+    good.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let response = read_http1_message(&mut good, &mut buf).await;
+    assert_eq!(response, b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(
+        next_request(&mut events).await,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    );
+}

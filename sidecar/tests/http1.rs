@@ -432,3 +432,36 @@ async fn garbage_after_a_request_line_is_refused_and_the_sidecar_keeps_serving()
         b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
     );
 }
+
+#[tokio::test]
+async fn an_app_that_closes_without_answering_gets_the_client_a_502() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            read_http1_message(&mut stream, &mut buf).await;
+            // Dropped: closed after reading the request, without a response.
+        }
+    });
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let response = String::from_utf8(read_http1_message(&mut client, &mut buf).await).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("x-snug-sidecar-error: upstream-failed\r\n"),
+        "{response}"
+    );
+    let metrics = proxy.metrics().await;
+    let port = proxy.port();
+    let failed = [("port", port.as_str()), ("kind", "upstream_failed")];
+    assert_eq!(count(&metrics, "snug_proxy_errors_total", &failed), 1);
+}

@@ -465,3 +465,44 @@ async fn an_app_that_closes_without_answering_gets_the_client_a_502() {
     let failed = [("port", port.as_str()), ("kind", "upstream_failed")];
     assert_eq!(count(&metrics, "snug_proxy_errors_total", &failed), 1);
 }
+
+#[tokio::test]
+async fn a_response_cut_short_by_the_app_is_cut_short_for_the_client() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            read_http1_message(&mut stream, &mut buf).await;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this")
+                .await
+                .unwrap();
+        }
+    });
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = patiently(client.read_to_end(&mut received)).await;
+    let head_end = find(&received, b"\r\n\r\n").expect("the head arrived") + 4;
+    assert!(
+        received.len() - head_end < 1000,
+        "never passed off as complete"
+    );
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"));
+
+    let metrics = proxy.metrics().await;
+    let port = proxy.port();
+    let reset = [("port", port.as_str()), ("kind", "upstream_reset")];
+    assert_eq!(count(&metrics, "snug_proxy_errors_total", &reset), 1);
+    let class = [
+        ("port", port.as_str()),
+        ("protocol", "http1"),
+        ("class", "error"),
+    ];
+    assert_eq!(count(&metrics, "snug_requests_total", &class), 1);
+}

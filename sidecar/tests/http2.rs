@@ -87,13 +87,24 @@ async fn multiplexed_streams_keep_their_bytes_and_trailers() {
     );
     let peer = [("peer", "127.0.0.1")];
     assert_eq!(count(&metrics, "snug_peer_requests_total", &peer), 8);
-    // What the client wrote has all been read by the proxy; what the proxy wrote, the client
-    // read (control frames sent after the last response may still be in flight, hence >=).
-    let received = count(&metrics, "snug_peer_received_bytes_total", &peer);
-    let sent = count(&metrics, "snug_peer_sent_bytes_total", &peer);
-    assert!(received >= 8 * 200 * 1024 && sent >= 8 * 200 * 1024);
-    assert_eq!(received, client_side.sent.load(Ordering::Relaxed));
-    assert!(sent >= client_side.received.load(Ordering::Relaxed));
+    // Once the connection is quiet, what the client wrote is what the proxy counts as received,
+    // and what the client read is what it counts as sent (frames still in flight right after
+    // the last response, such as window updates, are waited for).
+    patiently(async {
+        loop {
+            let metrics = proxy.metrics().await;
+            let received = count(&metrics, "snug_peer_received_bytes_total", &peer);
+            let sent = count(&metrics, "snug_peer_sent_bytes_total", &peer);
+            if received == client_side.sent.load(Ordering::Relaxed)
+                && sent == client_side.received.load(Ordering::Relaxed)
+            {
+                assert!(received >= 8 * 200 * 1024 && sent >= 8 * 200 * 1024);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }
 
 async fn grpc_app(req: Request<Incoming>) -> Response<Body> {

@@ -94,7 +94,8 @@ pub struct Args {
     /// Seconds in-flight requests may take to finish after SIGTERM.
     #[arg(long, env = ENV_DRAIN_SECONDS, default_value_t = DEFAULT_DRAIN_SECONDS)]
     pub drain_seconds: u64,
-    /// Milliseconds a client has to send a complete request head; then the connection is closed.
+    /// Milliseconds a client has to send a complete HTTP request head (then the connection is
+    /// closed); a client that has not made its protocol known by then is forwarded as opaque TCP.
     #[arg(long, env = "SNUG_HEADER_TIMEOUT_MS", default_value_t = DEFAULT_HEADER_TIMEOUT_MS)]
     pub header_timeout_ms: u64,
     /// Most concurrent client connections; at the cap the sidecar stops accepting until one closes.

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod class;
 pub mod config;
 pub mod detect;
 pub mod error;

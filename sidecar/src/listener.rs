@@ -23,7 +23,7 @@ use crate::{
     metrics::{Metrics, PortMetrics},
     peers::PeerTraffic,
     sensor::Sensor,
-    tcp,
+    tcp, upstream,
 };
 
 /// What a listener's connections share.
@@ -155,7 +155,7 @@ where
     I: tokio::io::AsyncRead + Unpin,
 {
     let mut buf = BytesMut::with_capacity(1024);
-    let connect = TcpStream::connect(app);
+    let connect = upstream::connect(app);
     tokio::pin!(connect);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);

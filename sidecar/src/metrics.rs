@@ -11,7 +11,7 @@ use std::{
 };
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, LabelSetEncoder},
+    encoding::{EncodeLabel, EncodeLabelSet, EncodeLabelValue, LabelSetEncoder},
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
@@ -24,68 +24,8 @@ use snug_api::{
     },
 };
 
+pub use crate::class::{CLASS_COUNT, Class};
 use crate::peers::PeerTable;
-
-/// How a request ended, the `class` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Class {
-    /// An HTTP status class, 1 to 5.
-    Status(u8),
-    /// gRPC `OK`.
-    GrpcOk,
-    /// A gRPC code that blames the caller (cancelled, invalid argument, not found, ...).
-    GrpcClientError,
-    /// Any other gRPC code, or a gRPC response without `grpc-status`.
-    GrpcServerError,
-    /// No complete response: the client went away, or the upstream failed mid-body.
-    Error,
-}
-
-const CLASS_COUNT: usize = 9;
-
-impl Class {
-    /// The class of an HTTP status code.
-    pub fn of_status(status: http::StatusCode) -> Self {
-        // as_u16 is 100..=999; clamp the rare 6xx..9xx into 5xx.
-        Class::Status(((status.as_u16() / 100) as u8).clamp(1, 5))
-    }
-
-    /// The class of a `grpc-status` code.
-    pub fn of_grpc(code: u32) -> Self {
-        match code {
-            0 => Class::GrpcOk,
-            // CANCELLED, INVALID_ARGUMENT, NOT_FOUND, ALREADY_EXISTS, PERMISSION_DENIED,
-            // FAILED_PRECONDITION, OUT_OF_RANGE, UNAUTHENTICATED.
-            1 | 3 | 5 | 6 | 7 | 9 | 11 | 16 => Class::GrpcClientError,
-            _ => Class::GrpcServerError,
-        }
-    }
-
-    /// The label value.
-    pub fn label(self) -> &'static str {
-        match self {
-            Class::Status(1) => "1xx",
-            Class::Status(2) => "2xx",
-            Class::Status(3) => "3xx",
-            Class::Status(4) => "4xx",
-            Class::Status(_) => "5xx",
-            Class::GrpcOk => "grpc_ok",
-            Class::GrpcClientError => "grpc_client_error",
-            Class::GrpcServerError => "grpc_server_error",
-            Class::Error => "error",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            Class::Status(n) => usize::from(n.clamp(1, 5)) - 1,
-            Class::GrpcOk => 5,
-            Class::GrpcClientError => 6,
-            Class::GrpcServerError => 7,
-            Class::Error => 8,
-        }
-    }
-}
 
 /// The `protocol` label of request and connection series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -119,8 +59,8 @@ struct PortLabels {
 
 impl EncodeLabelSet for PortLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        (LABEL_PORT, self.port).encode(encoder)?;
-        (LABEL_PROTOCOL, self.protocol.as_str()).encode(encoder)
+        label(encoder, LABEL_PORT, self.port)?;
+        label(encoder, LABEL_PROTOCOL, self.protocol.as_str())
     }
 }
 
@@ -133,9 +73,9 @@ struct RequestLabels {
 
 impl EncodeLabelSet for RequestLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        (LABEL_PORT, self.port).encode(encoder)?;
-        (LABEL_PROTOCOL, self.protocol.as_str()).encode(encoder)?;
-        (LABEL_CLASS, self.class.label()).encode(encoder)
+        label(encoder, LABEL_PORT, self.port)?;
+        label(encoder, LABEL_PROTOCOL, self.protocol.as_str())?;
+        label(encoder, LABEL_CLASS, self.class.label())
     }
 }
 
@@ -147,19 +87,18 @@ struct ErrorLabels {
 
 impl EncodeLabelSet for ErrorLabels {
     fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        (LABEL_PORT, self.port).encode(encoder)?;
-        (LABEL_KIND, self.kind).encode(encoder)
+        label(encoder, LABEL_PORT, self.port)?;
+        label(encoder, LABEL_KIND, self.kind)
     }
 }
 
-trait EncodePair {
-    fn encode(self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error>;
-}
-
-impl<V: prometheus_client::encoding::EncodeLabelValue> EncodePair for (&'static str, V) {
-    fn encode(self, encoder: &mut LabelSetEncoder) -> Result<(), fmt::Error> {
-        prometheus_client::encoding::EncodeLabel::encode(&self, encoder.encode_label())
-    }
+/// Writes one `key="value"` pair of a label set.
+fn label(
+    encoder: &mut LabelSetEncoder,
+    key: &'static str,
+    value: impl EncodeLabelValue,
+) -> Result<(), fmt::Error> {
+    EncodeLabel::encode(&(key, value), encoder.encode_label())
 }
 
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
@@ -360,23 +299,6 @@ pub fn seconds(elapsed: Duration) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn classes_follow_status_and_grpc_codes() {
-        assert_eq!(Class::of_status(http::StatusCode::OK).label(), "2xx");
-        assert_eq!(
-            Class::of_status(http::StatusCode::SWITCHING_PROTOCOLS).label(),
-            "1xx"
-        );
-        assert_eq!(
-            Class::of_status(http::StatusCode::BAD_GATEWAY).label(),
-            "5xx"
-        );
-        assert_eq!(Class::of_grpc(0), Class::GrpcOk);
-        assert_eq!(Class::of_grpc(5), Class::GrpcClientError);
-        assert_eq!(Class::of_grpc(14), Class::GrpcServerError);
-        assert_eq!(Class::of_grpc(99), Class::GrpcServerError);
-    }
 
     #[test]
     fn histograms_use_the_shared_bucket_layout() {

@@ -6,7 +6,7 @@
 //! thus sees the same connection pattern it would without the sidecar, and when the client goes
 //! away its app connection is closed with it, which cancels whatever was in flight.
 
-use std::{io, net::SocketAddr};
+use std::{io, net::SocketAddr, time::Duration};
 
 use futures::future::Either;
 use http::{Request, Response};
@@ -16,6 +16,21 @@ use hyper::{
 };
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{net::TcpStream, sync::Mutex, task::AbortHandle};
+
+/// How long connecting to the app may take (on loopback it is immediate or refused; this only
+/// matters for a misconfigured `SNUG_APP_ADDR` that drops packets).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Connects to the app, giving up after [`CONNECT_TIMEOUT`].
+pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
+        Ok(connected) => connected,
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "connecting to the app timed out",
+        )),
+    }
+}
 
 /// Why a request could not be forwarded to the app.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +171,7 @@ impl Upstream {
         if !alive {
             let stream = match state.first.take() {
                 Some(first) => first,
-                None => TcpStream::connect(self.addr).await,
+                None => connect(self.addr).await,
             }
             .map_err(UpstreamError::connect)?;
             // Latency matters more than packet count on a local hop.

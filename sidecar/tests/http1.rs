@@ -20,7 +20,8 @@ use tokio::{
 async fn requests_and_responses_pass_byte_for_byte_and_nothing_is_added() {
     let body = random_bytes(64 * 1024);
     let mut response =
-        b"HTTP/1.1 200 OK\r\nX-Mixed-Case: Kept\r\nSET-COOKIE: a=b\r\ncontent-length: ".to_vec();
+        b"HTTP/1.1 200 Fine Thanks\r\nX-Mixed-Case: Kept\r\nSET-COOKIE: a=b\r\ncontent-length: "
+            .to_vec();
     response.extend_from_slice(format!("{}\r\n\r\n", body.len()).as_bytes());
     response.extend_from_slice(&body);
     let (app, mut events) = raw_http1_app(Some(response.clone())).await;
@@ -354,4 +355,154 @@ async fn x_forwarded_for_is_added_only_when_asked() {
             Some(header) => assert_eq!(seen, format!("GET / HTTP/1.1\r\nHost: a\r\n{header}\r\n")),
         }
     }
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order_and_head_has_no_body() {
+    let app = http_app(|req: Request<hyper::body::Incoming>| async move {
+        let mut response = Response::new(full(req.uri().path().to_owned()));
+        response
+            .headers_mut()
+            .insert("content-length", req.uri().path().len().into());
+        response
+    })
+    .await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\nGET /second HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let first = read_http1_message(&mut client, &mut buf).await;
+    let second = read_http1_message(&mut client, &mut buf).await;
+    assert!(first.ends_with(b"\r\n\r\n/first"));
+    assert!(second.ends_with(b"\r\n\r\n/second"));
+
+    // A HEAD response announces a length but has no body: the next response follows at once.
+    client
+        .write_all(b"HEAD /head HTTP/1.1\r\nHost: a\r\n\r\nGET /after HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while find(&head, b"\r\n\r\n").is_none() {
+        let mut byte = [0u8; 1];
+        patiently(client.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n") && head.contains("content-length: 5\r\n"));
+    let after = read_http1_message(&mut client, &mut buf).await;
+    assert!(
+        after.ends_with(b"\r\n\r\n/after"),
+        "{}",
+        String::from_utf8_lossy(&after)
+    );
+}
+
+#[tokio::test]
+async fn garbage_after_a_request_line_is_refused_and_the_sidecar_keeps_serving() {
+    let (app, mut events) = raw_http1_app(Some(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec())).await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut bad = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut garbage = b"GET / HTTP/1.1\r\n".to_vec();
+    garbage.extend(
+        random_bytes(4096)
+            .iter()
+            .map(|b| if *b == b'\n' { 0 } else { *b }),
+    );
+    garbage.extend_from_slice(b"\r\n\r\n");
+    bad.write_all(&garbage).await.unwrap();
+    let answer = read_to_close(&mut bad).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+
+    let mut good = TcpStream::connect(proxy.addr).await.unwrap();
+    good.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let response = read_http1_message(&mut good, &mut buf).await;
+    assert_eq!(response, b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(
+        next_request(&mut events).await,
+        b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"
+    );
+}
+
+#[tokio::test]
+async fn an_app_that_closes_without_answering_gets_the_client_a_502() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            read_http1_message(&mut stream, &mut buf).await;
+            // Dropped: closed after reading the request, without a response.
+        }
+    });
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let response = String::from_utf8(read_http1_message(&mut client, &mut buf).await).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.1 502 Bad Gateway\r\n"),
+        "{response}"
+    );
+    assert!(
+        response.contains("x-snug-sidecar-error: upstream-failed\r\n"),
+        "{response}"
+    );
+    let metrics = proxy.metrics().await;
+    let port = proxy.port();
+    let failed = [("port", port.as_str()), ("kind", "upstream_failed")];
+    assert_eq!(count(&metrics, "snug_proxy_errors_total", &failed), 1);
+}
+
+#[tokio::test]
+async fn a_response_cut_short_by_the_app_is_cut_short_for_the_client() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            read_http1_message(&mut stream, &mut buf).await;
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nonly this")
+                .await
+                .unwrap();
+        }
+    });
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let _ = patiently(client.read_to_end(&mut received)).await;
+    let head_end = find(&received, b"\r\n\r\n").expect("the head arrived") + 4;
+    assert!(
+        received.len() - head_end < 1000,
+        "never passed off as complete"
+    );
+    assert!(received.starts_with(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n"));
+
+    let metrics = proxy.metrics().await;
+    let port = proxy.port();
+    let reset = [("port", port.as_str()), ("kind", "upstream_reset")];
+    assert_eq!(count(&metrics, "snug_proxy_errors_total", &reset), 1);
+    let class = [
+        ("port", port.as_str()),
+        ("protocol", "http1"),
+        ("class", "error"),
+    ];
+    assert_eq!(count(&metrics, "snug_requests_total", &class), 1);
 }

@@ -87,13 +87,24 @@ async fn multiplexed_streams_keep_their_bytes_and_trailers() {
     );
     let peer = [("peer", "127.0.0.1")];
     assert_eq!(count(&metrics, "snug_peer_requests_total", &peer), 8);
-    // What the client wrote has all been read by the proxy; what the proxy wrote, the client
-    // read (control frames sent after the last response may still be in flight, hence >=).
-    let received = count(&metrics, "snug_peer_received_bytes_total", &peer);
-    let sent = count(&metrics, "snug_peer_sent_bytes_total", &peer);
-    assert!(received >= 8 * 200 * 1024 && sent >= 8 * 200 * 1024);
-    assert_eq!(received, client_side.sent.load(Ordering::Relaxed));
-    assert!(sent >= client_side.received.load(Ordering::Relaxed));
+    // Once the connection is quiet, what the client wrote is what the proxy counts as received,
+    // and what the client read is what it counts as sent (frames still in flight right after
+    // the last response, such as window updates, are waited for).
+    patiently(async {
+        loop {
+            let metrics = proxy.metrics().await;
+            let received = count(&metrics, "snug_peer_received_bytes_total", &peer);
+            let sent = count(&metrics, "snug_peer_sent_bytes_total", &peer);
+            if received == client_side.sent.load(Ordering::Relaxed)
+                && sent == client_side.received.load(Ordering::Relaxed)
+            {
+                assert!(received >= 8 * 200 * 1024 && sent >= 8 * 200 * 1024);
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
 }
 
 async fn grpc_app(req: Request<Incoming>) -> Response<Body> {
@@ -192,4 +203,42 @@ async fn h2_request_to_an_unreachable_app_gets_a_502() {
         "upstream-refused"
     );
     assert!(response.headers().get("date").is_none());
+}
+
+#[tokio::test]
+async fn a_cancelled_stream_cancels_its_upstream_request() {
+    let (started_tx, mut started) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let (cancelled_tx, mut cancelled) = tokio::sync::mpsc::unbounded_channel::<()>();
+    let app = http_app(move |_req: Request<Incoming>| {
+        let started = started_tx.clone();
+        let cancelled = cancelled_tx.clone();
+        async move {
+            // Reports when hyper drops this handler, which it does when the stream is reset.
+            struct OnDrop(tokio::sync::mpsc::UnboundedSender<()>);
+            impl Drop for OnDrop {
+                fn drop(&mut self) {
+                    let _ = self.0.send(());
+                }
+            }
+            let _guard = OnDrop(cancelled);
+            started.send(()).unwrap();
+            std::future::pending::<()>().await;
+            Response::new(full(Bytes::new()))
+        }
+    })
+    .await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let (mut sender, _) = h2_client(proxy.addr).await;
+    let req = Request::get("http://app/never")
+        .body(full(Bytes::new()))
+        .unwrap();
+    let call = tokio::spawn(async move { sender.send_request(req).await });
+    patiently(started.recv()).await.unwrap();
+    call.abort();
+    patiently(cancelled.recv()).await.unwrap();
+
+    let metrics = proxy.metrics().await;
+    let port = proxy.port();
+    let abort = [("port", port.as_str()), ("kind", "client_abort")];
+    assert_eq!(count(&metrics, "snug_proxy_errors_total", &abort), 1);
 }

@@ -161,3 +161,43 @@ async fn at_the_connection_cap_new_clients_wait_instead_of_failing() {
     patiently(second.read_exact(&mut buf)).await.unwrap();
     assert_eq!(&buf, b"second");
 }
+
+#[tokio::test]
+async fn each_port_forwards_to_its_own_app_and_is_labelled_by_its_port() {
+    use snug_api::{PortMap, PortMapping};
+    let first_app = echo_app().await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let second_app = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(b"second app\n").await.unwrap();
+    });
+    let proxy = Proxy::start(first_app, |c| {
+        c.ports = PortMap(vec![
+            PortMapping {
+                listen: 0,
+                app: first_app,
+            },
+            PortMapping {
+                listen: 0,
+                app: second_app,
+            },
+        ]);
+    })
+    .await;
+    let mut first = TcpStream::connect(proxy.addrs[0]).await.unwrap();
+    assert_eq!(round_trip(&mut first, b"\x01one").await, b"\x01one");
+    let mut second = TcpStream::connect(proxy.addrs[1]).await.unwrap();
+    assert_eq!(read_to_close(&mut second).await, b"second app\n");
+
+    let metrics = proxy.metrics().await;
+    for addr in &proxy.addrs {
+        let port = addr.port().to_string();
+        let tcp = [("port", port.as_str()), ("protocol", "tcp")];
+        assert_eq!(
+            count(&metrics, "snug_connections_opened_total", &tcp),
+            1,
+            "{port}"
+        );
+    }
+}

@@ -35,6 +35,8 @@ pub async fn patiently<T>(f: impl Future<Output = T>) -> T {
 /// A sidecar serving one port on 127.0.0.1.
 pub struct Proxy {
     pub addr: SocketAddr,
+    /// Every inbound address, in port-map order (`addr` is the first).
+    pub addrs: Vec<SocketAddr>,
     pub admin: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<snug_sidecar::Result<()>>>,
@@ -52,7 +54,8 @@ impl Proxy {
         config.drain = Duration::from_secs(5);
         tweak(&mut config);
         let sidecar = Sidecar::bind(config).await.expect("bind");
-        let addr = sidecar.listen_addrs()[0];
+        let addrs = sidecar.listen_addrs();
+        let addr = addrs[0];
         let admin = sidecar.admin_addr().expect("admin address");
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(sidecar.run(async move {
@@ -60,6 +63,7 @@ impl Proxy {
         }));
         Proxy {
             addr,
+            addrs,
             admin,
             shutdown: Some(tx),
             task: Some(task),

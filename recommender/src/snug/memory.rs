@@ -212,10 +212,11 @@ impl MemoryModel {
             .map_or(0.0, |(_, f)| f);
         let headroom = me.learned_headroom(cfg) + me.boost_now(cfg, at);
         let limit = peak.max(floor) * (1.0 + headroom) + cfg.memory_headroom_bytes;
+        let widest = peak.max(floor) * (1.0 + cfg.memory_margin_max) + cfg.memory_headroom_bytes;
         MemoryEstimate {
             limit,
             lower: peak,
-            upper: limit * (1.0 + cfg.oom_margin_step),
+            upper: widest.max(limit),
         }
     }
 }

@@ -161,7 +161,7 @@ fn a_restored_recommender_continues_exactly() {
     });
     let checkpoint = a.checkpoint().unwrap();
     assert!(
-        checkpoint.len() < 6 * 1024,
+        checkpoint.len() < 4 * 1024,
         "checkpoint is {} bytes",
         checkpoint.len()
     );

@@ -1,8 +1,8 @@
 //! How Snug's defaults were tuned (see docs/recommender.md): VPA and Snug configurations on
 //! one half of the series (`SPLIT=tune`: even-numbered positions), then checked on the other
 //! half (`SPLIT=check`) and on all (`SPLIT=all`). `GRID="key=value,key=value;..."` adds
-//! configurations to compare with the defaults. Needs the traces (`SNUG_TRACES_DIR`, default
-//! `../shared/traces`).
+//! configurations to compare with the defaults. Needs the traces (`SNUG_TRACES_DIR`, default: the shared traces
+//! beside the workspace).
 //!
 //! ```text
 //! SPLIT=tune GRID="cpu_m=0.05;mem_max=0.5" cargo run --release --example tune
@@ -58,8 +58,9 @@ fn line(name: &str, s: &Score) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let split = std::env::var("SPLIT").unwrap_or("tune".into());
-    let dir = std::env::var("SNUG_TRACES_DIR").unwrap_or("../shared/traces".into());
-    let ds = load_datasets(Path::new(&dir))?;
+    let dir =
+        snug_recommender::quality::traces_dir(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."));
+    let ds = load_datasets(&dir)?;
     let grid = configs()?;
     for d in &ds {
         let traces: Vec<&Trace> = d

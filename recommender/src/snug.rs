@@ -1,17 +1,16 @@
 //! Snug's recommender. Where VPA sizes every hour of the day for the busiest (p90 over days of
 //! history, +15%), Snug sizes the coming hour for what that time of day has needed lately, and
-//! reacts to level shifts, OOM kills and starvation within the hour:
+//! reacts to level shifts, OOM kills and throttling within the hour:
 //!
-//! - **CPU request** = the highest of (a) the time-of-day estimate for the slots the next hour
-//!   covers, (b) the recent level (a percentile of a short half-life histogram), and (c) traffic ×
-//!   cores per request when the sidecar reports traffic — plus a margin that grows while the
-//!   container is starved (CPU use above its request) or throttled, and relaxes afterwards.
-//!   The time-of-day estimate of a slot rises at once to a higher day and comes down slowly.
+//! - **CPU request** = the highest of (a) the time-of-day profile for the slots the next hour
+//!   covers, (b) the recent level (p90 of a 3 h half-life histogram), and (c) traffic × cores
+//!   per request when the sidecar reports traffic — plus a margin that widens while the
+//!   container is throttled and relaxes afterwards.
 //! - **No CPU limit**: a limit only adds throttling (CPU is compressible; the request already
-//!   guarantees the share). A user who wants one sets it; throttling then raises the margin.
-//! - **Memory limit = request** = the highest hourly peak of the last days × (1 + margin). An
-//!   OOM kill raises a floor of max(limit + 100 MiB, limit × 1.2) at once and widens the margin,
-//!   which relaxes again over days without kills.
+//!   guarantees the share). A user who wants one sets it; throttling then raises the request.
+//! - **Memory limit = request** = the higher of the daily peaks' p90 (36 h half-life) and the
+//!   last 6 hours' peak, × a headroom learned from this workload's past jumps, + 256 MiB. An
+//!   OOM kill at limit L keeps the limit above max(L + 100 MiB, 1.2 L) for a day, at once.
 //!
 //! Rules and tuning are explained in `docs/recommender.md`.
 mod config;

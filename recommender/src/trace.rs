@@ -231,19 +231,21 @@ pub fn parse_bitbrains(reader: impl BufRead, source: &str) -> Result<Trace> {
         };
         let cpu_cores = (mhz_per_core > 0.0).then(|| usage_mhz / mhz_per_core);
         let memory_bytes = (used_kb > 0.0).then_some(used_kb * 1024.0);
-        let manual = CurrentResources {
+        // some rows provision nothing (0 cores or 0 KB): no manual sizing is known there
+        let provisioned = cores > 0.0 && capacity_mhz > 0.0 && memory_kb > 0.0;
+        let manual = provisioned.then_some(CurrentResources {
             cpu_request: Some(cores),
             cpu_limit: Some(cores),
             memory_request: Some(memory_kb * 1024.0),
             memory_limit: Some(memory_kb * 1024.0),
-        };
+        });
         points.push(TracePoint {
             usage: Usage {
                 at,
                 cpu_cores,
                 memory_bytes,
             },
-            manual: Some(manual),
+            manual,
         });
     }
     Ok(Trace {

@@ -1,10 +1,11 @@
-//! Snug's memory model: the highest peak of a recent window, times a headroom learned from how
-//! far this workload's peaks have jumped above its window before, and OOM kills as an
-//! immediate floor plus a wider headroom that relaxes over days.
+//! Snug's memory model: the higher of the daily peaks' percentile (kept as VPA keeps them) and
+//! the recent peak, times a headroom learned from how far this workload's peaks have jumped
+//! above that before, plus an absolute headroom; an OOM kill sets an immediate floor.
 //!
 //! The learned headroom is what lets Snug spend memory where it prevents OOM kills: a workload
 //! whose peaks never exceed what it did in the last days gets a thin margin; one that keeps
-//! jumping to new heights gets as much as its jumps have needed.
+//! jumping to new heights gets as much as its jumps have needed (up to a cap: a bigger jump is
+//! a new regime no margin covers).
 use std::collections::VecDeque;
 
 use serde::{Deserialize, Serialize};
@@ -212,10 +213,11 @@ impl MemoryModel {
             .map_or(0.0, |(_, f)| f);
         let headroom = me.learned_headroom(cfg) + me.boost_now(cfg, at);
         let limit = peak.max(floor) * (1.0 + headroom) + cfg.memory_headroom_bytes;
+        let widest = peak.max(floor) * (1.0 + cfg.memory_margin_max) + cfg.memory_headroom_bytes;
         MemoryEstimate {
             limit,
             lower: peak,
-            upper: limit * (1.0 + cfg.oom_margin_step),
+            upper: widest.max(limit),
         }
     }
 }

@@ -1,6 +1,6 @@
-//! A time-of-day profile: one estimate per slot of the day (e.g. 48 half-hours), learned from
-//! a percentile of each slot's samples. A day that needed more raises the slot at once; a day
-//! that needed less lowers it only part of the way, so one quiet day does not undo the busy ones.
+//! A time-of-day profile: one estimate per slot of the day (e.g. 24 hours), learned from a
+//! percentile of each slot's samples. A day that needed more or less moves the slot's estimate
+//! part of the way (`rise`, `fall`), so one unusual day neither sets nor undoes it.
 use serde::{Deserialize, Serialize};
 
 /// Samples kept for the slot in progress; beyond it every other one is dropped (the percentile

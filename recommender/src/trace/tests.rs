@@ -73,6 +73,13 @@ fn bitbrains_units_and_manual_sizing() {
     // one full core; memory 0 is "no reading"
     assert!((t.points[1].usage.cpu_cores.unwrap() - 1.0).abs() < 1e-9);
     assert_eq!(t.points[1].usage.memory_bytes, None);
+    let nothing = "1375308176;\t0;\t0.0;\t0.0;\t0.0;\t0.0;\t512.0\n";
+    let t = parse_bitbrains(nothing.as_bytes(), "20.csv").unwrap();
+    assert_eq!(
+        (t.points[0].usage.cpu_cores, t.points[0].manual),
+        (None, None)
+    );
+    assert_eq!(t.points[0].usage.memory_bytes, Some(512.0 * 1024.0));
     let short = parse_bitbrains("1375308176;\t2;\t5851\n".as_bytes(), "b").unwrap_err();
     assert!(
         short

@@ -235,7 +235,7 @@ fn a_restored_recommender_continues_exactly() {
     a.oom_killed(3.0 * DAY - 60.0, 1.5 * GIB);
     let checkpoint = a.checkpoint().unwrap();
     assert!(
-        checkpoint.len() < 8 * 1024,
+        checkpoint.len() < 4 * 1024,
         "checkpoint is {} bytes",
         checkpoint.len()
     );

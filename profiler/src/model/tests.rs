@@ -1,0 +1,167 @@
+use super::*;
+use crate::fixture::PeakRecommender;
+use snug_api::WorkloadRef;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn settings() -> ModelSettings {
+    ModelSettings {
+        recommender: PeakRecommender::factory(RecommenderKind::Snug),
+        min_window: 100.0,
+        min_samples: 10,
+        refresh: 300.0,
+    }
+}
+
+fn model() -> WorkloadModel {
+    let key = WorkloadKey {
+        namespace: "shop".into(),
+        workload: WorkloadRef::new("apps/v1", "Deployment", "web"),
+    };
+    WorkloadModel::new(key, settings().recommender)
+}
+
+fn usage(at: f64, cpu: f64, memory_mib: f64) -> Usage {
+    Usage {
+        at,
+        cpu_cores: Some(cpu),
+        memory_bytes: Some(memory_mib * MIB),
+    }
+}
+
+#[test]
+fn confidence_needs_both_window_and_samples() {
+    let s = settings();
+    assert_eq!(confidence(50.0, 100.0, &s), 0.5);
+    assert_eq!(confidence(1000.0, 5.0, &s), 0.5);
+    assert_eq!(confidence(1000.0, 1000.0, &s), 1.0);
+    assert_eq!(confidence(0.0, 1000.0, &s), 0.0);
+}
+
+#[test]
+fn status_carries_recommendation_distributions_and_ready() {
+    let mut m = model();
+    for i in 0..20 {
+        let at = 1000.0 + i as f64 * 10.0;
+        m.observe_usage(
+            usage(at, 0.1 + i as f64 * 0.01, 100.0),
+            "app",
+            Default::default(),
+        );
+    }
+    let (status, written) = m.status(1200.0, &settings()).unwrap();
+    assert_eq!(status.samples, 20);
+    assert_eq!(status.window_seconds, 190.0);
+    assert_eq!(status.confidence, 1.0);
+    assert!(written.ready);
+    let app = &status.containers[0];
+    // Peak 0.29 cores × 1.1 = 0.319 → 319m; 100 MiB × 1.2 = 120Mi, limit 240Mi.
+    assert_eq!(app.recommendation.requests.cpu.as_ref().unwrap().0, "319m");
+    assert_eq!(
+        app.recommendation.requests.memory.as_ref().unwrap().0,
+        "120Mi"
+    );
+    assert_eq!(
+        app.recommendation.limits.memory.as_ref().unwrap().0,
+        "240Mi"
+    );
+    assert_eq!(
+        app.recommendation.limits.cpu, None,
+        "no CPU limit in, none out"
+    );
+    assert!(
+        app.cpu.p50 >= 0.19 && app.cpu.p50 <= 0.2 * 1.05,
+        "{:?}",
+        app.cpu
+    );
+    assert!((app.cpu.max - 0.29).abs() < 1e-12);
+    let summary = status.summary.as_ref().unwrap();
+    assert_eq!(
+        (summary.cpu.as_str(), summary.memory.as_str()),
+        ("319m", "120Mi")
+    );
+    assert_eq!(summary.confidence, "100%");
+    assert_eq!(summary.workload, "Deployment/web");
+    let ready = &status.conditions[0];
+    assert_eq!(
+        (ready.type_.as_str(), ready.status.as_str()),
+        ("Ready", "True")
+    );
+}
+
+#[test]
+fn no_recommendation_means_zero_confidence() {
+    let mut m = model();
+    m.observe_usage(usage(0.0, 0.1, 10.0), "app", Default::default());
+    let (status, written) = m.status(1000.0, &settings()).unwrap();
+    assert_eq!(status.confidence, 0.0);
+    assert!(!written.ready);
+    assert_eq!(status.conditions[0].reason, "NoRecommendation");
+}
+
+#[test]
+fn each_oom_kill_counts_once_and_raises_memory() {
+    let mut m = model();
+    m.observe_usage(usage(0.0, 0.1, 100.0), "app", Default::default());
+    m.observe_usage(usage(10.0, 0.1, 100.0), "app", Default::default());
+    assert!(m.observe_oom(20.0, "uid1/app/1".into(), "app", Some(128.0 * MIB)));
+    assert!(!m.observe_oom(30.0, "uid1/app/1".into(), "app", Some(128.0 * MIB)));
+    assert!(m.observe_oom(40.0, "uid1/app/2".into(), "app", Some(128.0 * MIB)));
+    let (status, _) = m.status(50.0, &settings()).unwrap();
+    assert_eq!(status.oom_kills, 2);
+    assert_eq!(
+        status.containers[0]
+            .recommendation
+            .requests
+            .memory
+            .as_ref()
+            .unwrap()
+            .0,
+        "256Mi"
+    );
+    m.prune_oom_seen(&["uid2"].into());
+    assert!(m.observe_oom(60.0, "uid2/app/1".into(), "app", None));
+}
+
+#[test]
+fn writes_on_meaningful_change_or_refresh_only() {
+    let mut m = model();
+    let s = settings();
+    for i in 0..20 {
+        m.observe_usage(
+            usage(i as f64 * 10.0, 0.5, 100.0),
+            "app",
+            Default::default(),
+        );
+    }
+    let (_, first) = m.status(200.0, &s).unwrap();
+    assert!(m.worth_writing(&first, &s), "never written");
+    m.written = Some(first);
+    m.observe_usage(usage(210.0, 0.51, 100.0), "app", Default::default());
+    let (_, small) = m.status(210.0, &s).unwrap();
+    assert!(!m.worth_writing(&small, &s), "2% is not worth a write");
+    m.observe_usage(usage(220.0, 0.8, 100.0), "app", Default::default());
+    let (_, big) = m.status(220.0, &s).unwrap();
+    assert!(m.worth_writing(&big, &s), "60% more CPU is");
+    let (_, later) = m.status(200.0 + s.refresh, &s).unwrap();
+    assert!(m.worth_writing(&later, &s), "refresh interval passed");
+}
+
+#[test]
+fn checkpoint_restores_recommenders_and_counts() {
+    let mut m = model();
+    for i in 0..5 {
+        m.observe_usage(usage(i as f64, 0.3, 200.0), "app", Default::default());
+    }
+    m.observe_oom(5.0, "uid/app/1".into(), "app", Some(300.0 * MIB));
+    let (before, _) = m.status(10.0, &settings()).unwrap();
+    let saved = crate::checkpoint::Checkpoint::decode(before.checkpoint.as_ref().unwrap()).unwrap();
+    let mut restored = WorkloadModel::restore(m.key.clone(), settings().recommender, saved);
+    let (after, _) = restored.status(10.0, &settings()).unwrap();
+    assert_eq!(after.containers, before.containers);
+    assert_eq!(after.samples, 5);
+    assert!(
+        !restored.observe_oom(11.0, "uid/app/1".into(), "app", None),
+        "already counted"
+    );
+}

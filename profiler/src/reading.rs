@@ -1,0 +1,191 @@
+//! What one scrape of one sidecar says, reduced to the counters the profiler uses, and the
+//! difference between two scrapes of the same sidecar (counters become increments, with resets).
+
+use std::collections::HashMap;
+
+use snug_api::{latency, metrics};
+
+use crate::exposition::{self, ParseError, Sample};
+
+/// The sidecar counters of one scrape, summed over ports and protocols.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SidecarReading {
+    /// Requests completed.
+    pub requests: f64,
+    /// Requests answered 5xx, a gRPC server error, or not at all.
+    pub errors: f64,
+    /// Cumulative request-duration bucket counts, one per [`latency::bucket_bounds`] entry and
+    /// a last one for `+Inf`.
+    pub duration_buckets: Vec<f64>,
+    /// Per peer: bytes received from it, bytes sent to it, requests from it.
+    pub peers: HashMap<String, PeerCounters>,
+}
+
+/// A peer's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PeerCounters {
+    /// Bytes from the peer.
+    pub received_bytes: f64,
+    /// Bytes to the peer.
+    pub sent_bytes: f64,
+    /// Requests from the peer.
+    pub requests: f64,
+}
+
+/// Increments between two readings of the same sidecar.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReadingDelta {
+    /// Seconds between the readings.
+    pub elapsed: f64,
+    /// Requests completed in between.
+    pub requests: f64,
+    /// Errors in between.
+    pub errors: f64,
+    /// Non-cumulative request-duration counts in between, bucket-wise.
+    pub duration_buckets: Vec<f64>,
+    /// Peer increments.
+    pub peers: HashMap<String, PeerCounters>,
+    /// Whether a counter went down (the sidecar restarted): increments count from zero.
+    pub reset: bool,
+}
+
+/// Why a body is not a sidecar exposition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReadingError {
+    /// Not the text format at all.
+    #[error(transparent)]
+    Syntax(#[from] ParseError),
+    /// Well-formed, but a histogram bucket bound is not one of the contract's.
+    #[error("bucket bound le={0} is not in the snug latency layout")]
+    UnknownBucket(String),
+    /// Well-formed, but a value no counter can have (negative, NaN).
+    #[error("{0} has an impossible value")]
+    BadValue(String),
+}
+
+/// Bucket bounds of the contract, computed once per process.
+fn bounds() -> &'static [f64] {
+    static BOUNDS: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
+    BOUNDS.get_or_init(latency::bucket_bounds)
+}
+
+fn bucket_index(le: &str) -> Option<usize> {
+    let bounds = bounds();
+    let value: f64 = match le {
+        "+Inf" | "Inf" => return Some(bounds.len()),
+        _ => le.parse().ok()?,
+    };
+    let i = bounds.partition_point(|b| *b < value * (1.0 - 1e-9));
+    let bound = *bounds.get(i)?;
+    ((bound - value).abs() <= bound * 1e-9).then_some(i)
+}
+
+fn is_error_class(class: &str) -> bool {
+    matches!(class, "5xx" | "grpc_server_error" | "error")
+}
+
+impl SidecarReading {
+    /// Reads the snug series out of an exposition body; other series are ignored.
+    pub fn parse(text: &str) -> Result<Self, ReadingError> {
+        let duration_bucket = format!("{}_bucket", metrics::REQUEST_DURATION_SECONDS);
+        let mut reading = SidecarReading {
+            requests: 0.0,
+            errors: 0.0,
+            duration_buckets: vec![0.0; bounds().len() + 1],
+            peers: HashMap::new(),
+        };
+        let mut problem = None;
+        exposition::parse(text, |sample| {
+            if problem.is_none() {
+                problem = reading.add(sample, &duration_bucket).err();
+            }
+        })?;
+        problem.map_or(Ok(reading), Err)
+    }
+
+    fn add(&mut self, sample: &Sample<'_>, duration_bucket: &str) -> Result<(), ReadingError> {
+        let value = sample.value;
+        let name = sample.name;
+        let relevant = name == duration_bucket
+            || name == metrics::REQUESTS_TOTAL
+            || name.starts_with("snug_peer_");
+        if relevant && (value.is_nan() || value < 0.0) {
+            return Err(ReadingError::BadValue(name.to_owned()));
+        }
+        if name == duration_bucket {
+            let le = sample.label("le").unwrap_or("");
+            let i = bucket_index(le).ok_or_else(|| ReadingError::UnknownBucket(le.into()))?;
+            self.duration_buckets[i] += value;
+        } else if name == metrics::REQUESTS_TOTAL {
+            self.requests += value;
+            if sample
+                .label(metrics::LABEL_CLASS)
+                .is_some_and(is_error_class)
+            {
+                self.errors += value;
+            }
+        } else if let Some(peer) = sample.label(metrics::LABEL_PEER) {
+            let field: fn(&mut PeerCounters) -> &mut f64 = match name {
+                metrics::PEER_RECEIVED_BYTES_TOTAL => |c| &mut c.received_bytes,
+                metrics::PEER_SENT_BYTES_TOTAL => |c| &mut c.sent_bytes,
+                metrics::PEER_REQUESTS_TOTAL => |c| &mut c.requests,
+                _ => return Ok(()),
+            };
+            // Look up before inserting: the common case is a peer already seen in this body.
+            if let Some(entry) = self.peers.get_mut(peer) {
+                *field(entry) += value;
+            } else {
+                let mut entry = PeerCounters::default();
+                *field(&mut entry) += value;
+                self.peers.insert(peer.to_owned(), entry);
+            }
+        }
+        Ok(())
+    }
+
+    /// The increments since `previous`, taken `elapsed` seconds earlier. A counter that went
+    /// down means the sidecar restarted: its increments are then counted from zero.
+    pub fn since(&self, previous: &SidecarReading, elapsed: f64) -> ReadingDelta {
+        let total = |r: &SidecarReading| r.duration_buckets.last().copied().unwrap_or(0.0);
+        let reset = self.requests < previous.requests || total(self) < total(previous);
+        let zero = SidecarReading {
+            requests: 0.0,
+            errors: 0.0,
+            duration_buckets: vec![0.0; self.duration_buckets.len()],
+            peers: HashMap::new(),
+        };
+        let base = if reset { &zero } else { previous };
+        let mut duration_buckets = Vec::with_capacity(self.duration_buckets.len());
+        let mut below = 0.0;
+        for (now, then) in self.duration_buckets.iter().zip(&base.duration_buckets) {
+            let cumulative = (now - then).max(0.0).max(below);
+            duration_buckets.push(cumulative - below);
+            below = cumulative;
+        }
+        let peers = self
+            .peers
+            .iter()
+            .map(|(peer, now)| {
+                let then = base.peers.get(peer).copied().unwrap_or_default();
+                let step = |n: f64, t: f64| if n >= t { n - t } else { n };
+                let delta = PeerCounters {
+                    received_bytes: step(now.received_bytes, then.received_bytes),
+                    sent_bytes: step(now.sent_bytes, then.sent_bytes),
+                    requests: step(now.requests, then.requests),
+                };
+                (peer.clone(), delta)
+            })
+            .collect();
+        ReadingDelta {
+            elapsed,
+            requests: self.requests - base.requests,
+            errors: (self.errors - base.errors).max(0.0),
+            duration_buckets,
+            peers,
+            reset,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -50,20 +50,19 @@ const RBAC: &[(&str, &str, &str, &[&str])] = &[
     ("snug-webhook", "", "namespaces", &["get", "list", "watch"]),
     ("snug-webhook", "", "limitranges", &["get", "list", "watch"]),
     ("snug-profiler", "", "pods", &["get", "list", "watch"]),
+    ("snug-profiler", "", "namespaces", &["get", "list", "watch"]),
     ("snug-profiler", "metrics.k8s.io", "pods", &["get", "list"]),
     (
         "snug-profiler",
         "snug.dev",
         "workloadprofiles",
-        &[
-            "get", "list", "watch", "create", "update", "patch", "delete",
-        ],
+        &["get", "create", "patch"],
     ),
     (
         "snug-profiler",
         "snug.dev",
         "workloadprofiles/status",
-        &["get", "patch"],
+        &["patch"],
     ),
     ("snug-profiler", "apps", "deployments", &["get"]),
     ("snug-profiler", "apps", "replicasets", &["get"]),
@@ -71,13 +70,7 @@ const RBAC: &[(&str, &str, &str, &[&str])] = &[
     ("snug-profiler", "apps", "daemonsets", &["get"]),
     ("snug-profiler", "batch", "jobs", &["get"]),
     ("snug-profiler", "batch", "cronjobs", &["get"]),
-    ("snug-profiler", "", "events", &["create", "patch"]),
-    (
-        "snug-profiler",
-        "events.k8s.io",
-        "events",
-        &["create", "patch"],
-    ),
+    ("snug-profiler", "argoproj.io", "rollouts", &["get"]),
     (
         "snug-profiler-leader-election",
         "coordination.k8s.io",
@@ -529,10 +522,20 @@ fn objects_live_in_snug_system_under_the_agreed_names_and_images() {
         (https["port"].as_u64(), https["targetPort"].as_str()),
         (Some(443), Some("webhook"))
     );
-    let job = base.get("Job", "snug-webhook-certs");
-    let certs = &job["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(certs["image"], "ghcr.io/snug-dev/snug-webhook:0.1.0");
-    assert_eq!(strings(&certs["args"]), ["certs", "--in-cluster"]);
+    let job = &base.get("Job", "snug-webhook-certs")["spec"];
+    let renew = &base.get("CronJob", "snug-webhook-certs-renew")["spec"]["jobTemplate"]["spec"];
+    for spec in [job, renew] {
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["serviceAccountName"], "snug-webhook-certs");
+        let certs = &pod["containers"][0];
+        assert_eq!(certs["image"], "ghcr.io/snug-dev/snug-webhook:0.1.0");
+        assert_eq!(strings(&certs["args"]), ["certs", "--in-cluster"]);
+    }
+    // Deleted after it finished, so a later `kubectl apply -k` creates it afresh instead of
+    // failing on an immutable Job template.
+    assert!(job["ttlSecondsAfterFinished"].as_u64().is_some());
+    let profiler = &base.get("Deployment", "snug-profiler")["spec"]["template"]["spec"];
+    assert_eq!(strings(&profiler["containers"][0]["args"]), ["run"]);
 }
 
 #[test]
@@ -601,6 +604,7 @@ fn network_policies_let_in_only_what_must_reach_each_component() {
 #[test]
 fn the_cert_manager_overlay_replaces_the_certs_job() {
     let r = rendered("manifests/overlays/cert-manager");
+    assert!(!r.has("CronJob", "snug-webhook-certs-renew"));
     for kind in [
         "Job",
         "ServiceAccount",
@@ -739,7 +743,7 @@ fn the_monitoring_overlay_scrapes_every_component_and_queries_only_real_metrics(
         format!("{}_bucket", snug_api::metrics::REQUEST_DURATION_SECONDS),
         snug_api::metrics::PEER_RECEIVED_BYTES_TOTAL.to_owned(),
         snug_api::metrics::PEER_SENT_BYTES_TOTAL.to_owned(),
-        "kube_pod_container_status_last_terminated_reason".to_owned(),
+        snug_api::metrics::PROFILER_OOM_KILLS_TOTAL.to_owned(),
     ] {
         assert!(shows(&metric), "no dashboard panel shows {metric}");
     }

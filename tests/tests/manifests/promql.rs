@@ -28,6 +28,7 @@ pub fn snug_series() -> BTreeSet<String> {
         metrics::REQUEST_DURATION_SECONDS,
         metrics::TCP_CONNECTION_DURATION_SECONDS,
         metrics::WEBHOOK_ADMISSION_DURATION_SECONDS,
+        metrics::PROFILER_CYCLE_DURATION_SECONDS,
     ];
     let plain = [
         metrics::REQUESTS_TOTAL,
@@ -40,8 +41,18 @@ pub fn snug_series() -> BTreeSet<String> {
         metrics::PROXY_ERRORS_TOTAL,
         metrics::WEBHOOK_ADMISSIONS_TOTAL,
         metrics::WEBHOOK_PORTS_NOT_INTERCEPTED_TOTAL,
+        metrics::WEBHOOK_TLS_RELOADS_TOTAL,
+        metrics::WEBHOOK_PROFILES,
+        metrics::WEBHOOK_WARNINGS_TOTAL,
         metrics::RECOMMENDATION,
         metrics::PROFILER_SCRAPES_TOTAL,
+        metrics::PROFILER_CYCLES_TOTAL,
+        metrics::PROFILER_WRITES_TOTAL,
+        metrics::PROFILER_SKIPPED_TOTAL,
+        metrics::PROFILER_USAGE_READS_TOTAL,
+        metrics::PROFILER_OOM_KILLS_TOTAL,
+        metrics::PROFILER_LEADER,
+        metrics::PROFILER_WORKLOADS,
     ];
     let mut names: BTreeSet<String> = plain.iter().map(|n| n.to_string()).collect();
     for h in histograms {

@@ -12,8 +12,12 @@
 
 #[path = "manifests/custom_kinds.rs"]
 mod custom_kinds;
+#[path = "manifests/overlays.rs"]
+mod overlays;
 #[path = "manifests/promql.rs"]
 mod promql;
+#[path = "manifests/rbac.rs"]
+mod rbac;
 #[path = "manifests/render.rs"]
 mod render;
 
@@ -22,12 +26,12 @@ use std::{
     path::PathBuf,
 };
 
-use render::{Rendered, all_rendered, rendered, repo_root};
+use render::{Rendered, all_rendered, name, rendered, repo_root, strings};
 use serde_json::Value;
 use snug_api::{keys, ports};
 
-const NAMESPACE: &str = "snug-system";
-const HEALTH_PORT: u64 = 8080;
+pub const NAMESPACE: &str = "snug-system";
+pub const HEALTH_PORT: u64 = 8080;
 
 /// Kinds that are cluster-scoped; every other object must live in snug-system.
 const CLUSTER_KINDS: [&str; 5] = [
@@ -37,72 +41,6 @@ const CLUSTER_KINDS: [&str; 5] = [
     "ClusterRoleBinding",
     "MutatingWebhookConfiguration",
 ];
-
-/// Every RBAC rule of the install, as docs/install.md lists it: (role, apiGroup, resource,
-/// verbs). A rule the manifests grant beyond this, or a verb more, fails the test.
-const RBAC: &[(&str, &str, &str, &[&str])] = &[
-    (
-        "snug-webhook",
-        "snug.dev",
-        "workloadprofiles",
-        &["get", "list", "watch"],
-    ),
-    ("snug-webhook", "", "namespaces", &["get", "list", "watch"]),
-    ("snug-webhook", "", "limitranges", &["get", "list", "watch"]),
-    ("snug-profiler", "", "pods", &["get", "list", "watch"]),
-    ("snug-profiler", "", "namespaces", &["get", "list", "watch"]),
-    ("snug-profiler", "metrics.k8s.io", "pods", &["get", "list"]),
-    (
-        "snug-profiler",
-        "snug.dev",
-        "workloadprofiles",
-        &["get", "create", "patch"],
-    ),
-    (
-        "snug-profiler",
-        "snug.dev",
-        "workloadprofiles/status",
-        &["patch"],
-    ),
-    ("snug-profiler", "apps", "deployments", &["get"]),
-    ("snug-profiler", "apps", "replicasets", &["get"]),
-    ("snug-profiler", "apps", "statefulsets", &["get"]),
-    ("snug-profiler", "apps", "daemonsets", &["get"]),
-    ("snug-profiler", "batch", "jobs", &["get"]),
-    ("snug-profiler", "batch", "cronjobs", &["get"]),
-    ("snug-profiler", "argoproj.io", "rollouts", &["get"]),
-    (
-        "snug-profiler-leader-election",
-        "coordination.k8s.io",
-        "leases",
-        &["get", "create", "update"],
-    ),
-    (
-        "snug-webhook-certs",
-        "",
-        "secrets",
-        &["get", "update", "create"],
-    ),
-    (
-        "snug-webhook-certs",
-        "admissionregistration.k8s.io",
-        "mutatingwebhookconfigurations",
-        &["get", "patch"],
-    ),
-];
-
-fn strings(value: &Value) -> Vec<&str> {
-    value
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect()
-}
-
-fn name(object: &Value) -> &str {
-    object["metadata"]["name"].as_str().unwrap_or("<unnamed>")
-}
 
 /// Pod specs of every workload object, with a label saying where they are.
 fn pod_specs(r: &Rendered) -> Vec<(String, &Value)> {
@@ -375,93 +313,6 @@ fn long_running_containers_are_probed_on_the_health_port() {
 }
 
 #[test]
-fn rbac_grants_exactly_the_documented_verbs() {
-    let allowed: BTreeSet<(String, String, String, String)> = RBAC
-        .iter()
-        .flat_map(|(role, group, resource, verbs)| {
-            verbs.iter().map(move |v| {
-                (
-                    role.to_string(),
-                    group.to_string(),
-                    resource.to_string(),
-                    v.to_string(),
-                )
-            })
-        })
-        .collect();
-    let base = rendered("manifests/base");
-    let mut granted = BTreeSet::new();
-    for role in base.of_kind("Role").chain(base.of_kind("ClusterRole")) {
-        for rule in role["rules"].as_array().unwrap() {
-            let (groups, resources, verbs) = (
-                strings(&rule["apiGroups"]),
-                strings(&rule["resources"]),
-                strings(&rule["verbs"]),
-            );
-            for field in [&groups, &resources, &verbs] {
-                assert!(!field.contains(&"*"), "{}: wildcard in {rule}", name(role));
-            }
-            assert!(
-                rule["nonResourceURLs"].is_null(),
-                "{}: nonResourceURLs",
-                name(role)
-            );
-            for g in &groups {
-                for res in &resources {
-                    for v in &verbs {
-                        let grant = (
-                            name(role).to_owned(),
-                            g.to_string(),
-                            res.to_string(),
-                            v.to_string(),
-                        );
-                        assert!(
-                            allowed.contains(&grant),
-                            "{grant:?} is granted but not documented"
-                        );
-                        granted.insert(grant);
-                    }
-                }
-            }
-            // Secrets: only the webhook's TLS Secret by name; `create` cannot be named.
-            if resources.contains(&"secrets") && verbs != ["create"] {
-                assert_eq!(
-                    strings(&rule["resourceNames"]),
-                    ["snug-webhook-tls"],
-                    "{rule}"
-                );
-            }
-            if resources.contains(&"mutatingwebhookconfigurations") {
-                assert_eq!(strings(&rule["resourceNames"]), ["snug-webhook"], "{rule}");
-            }
-        }
-    }
-    let missing: Vec<_> = allowed.difference(&granted).collect();
-    assert!(
-        missing.is_empty(),
-        "documented but not granted: {missing:?}"
-    );
-    // Grants in Roles stay in snug-system, and every binding names a Snug ServiceAccount.
-    for binding in base
-        .of_kind("RoleBinding")
-        .chain(base.of_kind("ClusterRoleBinding"))
-    {
-        for subject in binding["subjects"].as_array().unwrap() {
-            assert_eq!(subject["kind"], "ServiceAccount");
-            assert_eq!(subject["namespace"], NAMESPACE);
-            assert!(base.has("ServiceAccount", subject["name"].as_str().unwrap()));
-        }
-    }
-    let install_doc = std::fs::read_to_string(repo_root().join("docs/install.md")).unwrap();
-    for (role, _, resource, _) in RBAC {
-        assert!(
-            install_doc.contains(role) && install_doc.contains(resource),
-            "docs/install.md: {role} {resource}"
-        );
-    }
-}
-
-#[test]
 fn objects_live_in_snug_system_under_the_agreed_names_and_images() {
     for r in all_rendered() {
         for o in &r.objects {
@@ -598,157 +449,5 @@ fn network_policies_let_in_only_what_must_reach_each_component() {
     assert_eq!(
         to_sidecars["to"][0]["namespaceSelector"],
         serde_json::json!({})
-    );
-}
-
-#[test]
-fn the_cert_manager_overlay_replaces_the_certs_job() {
-    let r = rendered("manifests/overlays/cert-manager");
-    assert!(!r.has("CronJob", "snug-webhook-certs-renew"));
-    for kind in [
-        "Job",
-        "ServiceAccount",
-        "Role",
-        "RoleBinding",
-        "ClusterRole",
-        "ClusterRoleBinding",
-        "NetworkPolicy",
-    ] {
-        assert!(
-            !r.has(kind, "snug-webhook-certs"),
-            "{kind} snug-webhook-certs left behind"
-        );
-    }
-    let config = r.get("MutatingWebhookConfiguration", "snug-webhook");
-    assert_eq!(
-        config["metadata"]["annotations"]["cert-manager.io/inject-ca-from"],
-        "snug-system/snug-webhook"
-    );
-    let cert = r.get("Certificate", "snug-webhook");
-    assert_eq!(cert["spec"]["secretName"], "snug-webhook-tls");
-    assert!(strings(&cert["spec"]["dnsNames"]).contains(&"snug-webhook.snug-system.svc"));
-    let issuer = cert["spec"]["issuerRef"]["name"].as_str().unwrap();
-    assert!(
-        r.has("Issuer", issuer),
-        "Certificate issued by missing Issuer {issuer}"
-    );
-    assert_eq!(r.of_kind("Deployment").count(), 2, "the components stay");
-}
-
-#[test]
-fn the_monitoring_overlay_scrapes_every_component_and_queries_only_real_metrics() {
-    let r = rendered("manifests/overlays/monitoring");
-    let sidecars = r.get("PodMonitor", "snug-sidecars");
-    assert_eq!(sidecars["spec"]["namespaceSelector"]["any"], true);
-    assert_eq!(
-        sidecars["spec"]["selector"]["matchLabels"][keys::INJECTED],
-        "true"
-    );
-    assert_eq!(
-        sidecars["spec"]["podMetricsEndpoints"][0]["port"],
-        ports::ADMIN_PORT_NAME
-    );
-    assert_eq!(
-        sidecars["spec"]["podMetricsEndpoints"][0]["path"],
-        ports::METRICS_PATH
-    );
-    for component in ["snug-webhook", "snug-profiler"] {
-        let monitor = r.get("ServiceMonitor", component);
-        let service = r.get("Service", component);
-        for (label, value) in monitor["spec"]["selector"]["matchLabels"]
-            .as_object()
-            .unwrap()
-        {
-            assert_eq!(
-                &service["metadata"]["labels"][label], value,
-                "{component}: selector"
-            );
-        }
-        let port = &monitor["spec"]["endpoints"][0]["port"];
-        let target = service["spec"]["ports"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == *port);
-        assert_eq!(
-            target.expect("ServiceMonitor port on the Service")["port"],
-            HEALTH_PORT
-        );
-    }
-    assert_eq!(
-        r.get("ServiceMonitor", "snug-profiler")["spec"]["endpoints"][0]["honorLabels"],
-        true
-    );
-
-    let rule = r.get("PrometheusRule", "snug");
-    let mut known = promql::snug_series();
-    known.extend(promql::EXTERNAL_METRICS.iter().map(|m| m.to_string()));
-    let rules: Vec<&Value> = rule["spec"]["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .flat_map(|g| g["rules"].as_array().unwrap())
-        .collect();
-    known.extend(
-        rules
-            .iter()
-            .filter_map(|r| r["record"].as_str())
-            .map(str::to_owned),
-    );
-    let mut used = BTreeSet::new();
-    for rule in &rules {
-        let what = rule["alert"].as_str().or(rule["record"].as_str()).unwrap();
-        used.extend(promql::metric_names(rule["expr"].as_str().unwrap(), what));
-    }
-    let alerts: Vec<&str> = rules.iter().filter_map(|r| r["alert"].as_str()).collect();
-    for alert in [
-        "SnugWebhookErrors",
-        "SnugProfilerScrapeFailures",
-        "SnugOOMKills",
-        "SnugRecommendationFarFromRequests",
-    ] {
-        assert!(alerts.contains(&alert), "missing alert {alert}");
-    }
-
-    let dashboard = r.get("ConfigMap", "snug-grafana-dashboard");
-    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
-    let json: Value =
-        serde_json::from_str(dashboard["data"]["snug.json"].as_str().unwrap()).unwrap();
-    let mut panels_by_title = BTreeMap::new();
-    for panel in json["panels"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["type"] != "row")
-    {
-        let title = panel["title"].as_str().unwrap();
-        let mut names = BTreeSet::new();
-        for target in panel["targets"].as_array().unwrap() {
-            let expr = promql::substitute_grafana_variables(target["expr"].as_str().unwrap());
-            names.extend(promql::metric_names(&expr, title));
-        }
-        used.extend(names.iter().cloned());
-        panels_by_title.insert(title.to_owned(), names);
-    }
-    let unknown: Vec<_> = used.difference(&known).collect();
-    assert!(
-        unknown.is_empty(),
-        "queries name metrics nobody exports: {unknown:?}"
-    );
-    // What the issue asks the dashboard to show, by the series behind it.
-    let shows = |metric: &str| panels_by_title.values().any(|names| names.contains(metric));
-    for metric in [
-        snug_api::metrics::RECOMMENDATION.to_owned(),
-        "snug:container_requests:max".to_owned(),
-        format!("{}_bucket", snug_api::metrics::REQUEST_DURATION_SECONDS),
-        snug_api::metrics::PEER_RECEIVED_BYTES_TOTAL.to_owned(),
-        snug_api::metrics::PEER_SENT_BYTES_TOTAL.to_owned(),
-        snug_api::metrics::PROFILER_OOM_KILLS_TOTAL.to_owned(),
-    ] {
-        assert!(shows(&metric), "no dashboard panel shows {metric}");
-    }
-    assert!(
-        used.contains("kube_pod_container_resource_requests"),
-        "requests compared with recommendations"
     );
 }

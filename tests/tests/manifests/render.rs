@@ -238,3 +238,18 @@ pub fn validate(files: &[PathBuf], version: &str) -> BTreeMap<PathBuf, (usize, V
     }
     per_file
 }
+
+/// The strings of a JSON array (nothing for anything else).
+pub fn strings(value: &Value) -> Vec<&str> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// An object's `metadata.name`.
+pub fn name(object: &Value) -> &str {
+    object["metadata"]["name"].as_str().unwrap_or("<unnamed>")
+}

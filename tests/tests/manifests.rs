@@ -77,6 +77,7 @@ fn every_kustomization_renders_and_every_object_validates_against_the_kubernetes
         "manifests/base",
         "manifests/overlays/cert-manager",
         "manifests/overlays/monitoring",
+        "manifests/overlays/cert-manager-monitoring",
     ] {
         assert!(
             dirs.contains(&PathBuf::from(expected)),
@@ -134,6 +135,7 @@ fn every_manifest_file_parses_and_belongs_to_a_kustomization() {
             );
         };
         strings(&k["resources"]).into_iter().for_each(&mut add);
+        strings(&k["components"]).into_iter().for_each(&mut add);
         for patch in k["patches"].as_array().into_iter().flatten() {
             add(patch["path"].as_str().expect("patches are files"));
         }

@@ -167,3 +167,22 @@ fn alerts_and_dashboard_query_only_metrics_that_exist() {
         "requests compared with recommendations"
     );
 }
+
+#[test]
+fn overlays_combine_through_the_monitoring_component() {
+    let r = rendered("manifests/overlays/cert-manager-monitoring");
+    assert!(
+        !r.has("Job", "snug-webhook-certs"),
+        "cert-manager replaces the Job"
+    );
+    assert!(r.has("Certificate", "snug-webhook"));
+    for (kind, name) in [
+        ("PodMonitor", "snug-sidecars"),
+        ("ServiceMonitor", "snug-webhook"),
+        ("ServiceMonitor", "snug-profiler"),
+        ("PrometheusRule", "snug"),
+        ("ConfigMap", "snug-grafana-dashboard"),
+    ] {
+        assert!(r.has(kind, name), "{kind} {name} missing");
+    }
+}

@@ -79,7 +79,8 @@ pub fn tools() -> &'static Tools {
     })
 }
 
-/// Every directory under `manifests/` with a `kustomization.yaml`, relative to the root.
+/// Every directory under `manifests/` with a `kustomization.yaml` (Kustomizations and
+/// Components), relative to the root.
 pub fn kustomizations() -> Vec<PathBuf> {
     let mut found = Vec::new();
     for file in files_under(&repo_root().join("manifests")) {
@@ -189,10 +190,26 @@ pub fn render(dir: &Path) -> Rendered {
     }
 }
 
-/// Every kustomization, rendered (once per test binary).
+/// Whether the kustomization in `dir` is a Component: a part to add to an install, which is
+/// rendered through the overlays that use it rather than on its own.
+pub fn is_component(dir: &Path) -> bool {
+    let path = repo_root().join(dir).join("kustomization.yaml");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    parse_documents(&text, &path.display().to_string())
+        .first()
+        .is_some_and(|k| k["kind"] == "Component")
+}
+
+/// Every installable kustomization, rendered (once per test binary).
 pub fn all_rendered() -> &'static [Rendered] {
     static RENDERED: OnceLock<Vec<Rendered>> = OnceLock::new();
-    RENDERED.get_or_init(|| kustomizations().iter().map(|d| render(d)).collect())
+    RENDERED.get_or_init(|| {
+        kustomizations()
+            .iter()
+            .filter(|d| !is_component(d))
+            .map(|d| render(d))
+            .collect()
+    })
 }
 
 /// The rendering of one kustomization directory, e.g. `manifests/base`.

@@ -12,6 +12,8 @@
 
 #[path = "manifests/custom_kinds.rs"]
 mod custom_kinds;
+#[path = "manifests/image.rs"]
+mod image;
 #[path = "manifests/overlays.rs"]
 mod overlays;
 #[path = "manifests/promql.rs"]

@@ -40,6 +40,8 @@ pub fn repo_root() -> PathBuf {
 pub struct Tools {
     pub kubectl: PathBuf,
     pub kubernetes_validate: PathBuf,
+    /// A Python with the `dockerfile` package (BuildKit's Dockerfile parser).
+    pub python: PathBuf,
 }
 
 /// Installs the tools on first use (once per test binary). A machine where they cannot be had
@@ -75,6 +77,7 @@ pub fn tools() -> &'static Tools {
         Tools {
             kubectl: path("kubectl"),
             kubernetes_validate: path("kubernetes_validate"),
+            python: path("python"),
         }
     })
 }

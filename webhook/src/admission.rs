@@ -79,11 +79,45 @@ async fn mutate(
             return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response();
         }
     };
-    let (response, outcome) = admission.review(&request, object);
+    let span = tracing::debug_span!(
+        "admission",
+        uid = %request.uid,
+        namespace = request.namespace.as_deref().unwrap_or(""),
+        outcome = tracing::field::Empty,
+    );
+    let (response, outcome) = span.in_scope(|| admission.review(&request, object));
+    span.record("outcome", tracing::field::debug(outcome));
     admission
         .metrics
         .admission(outcome, started.elapsed().as_secs_f64());
-    Json(response.into_review()).into_response()
+    encode(response)
+}
+
+/// The review as JSON, with the patch base64-encoded as the API server requires (kube-core
+/// serializes `patch` as an array of numbers, which `[]byte` in the API server does not take:
+/// kube-rs/kube#1781).
+fn encode(mut response: AdmissionResponse) -> Response {
+    use base64::Engine as _;
+    let patch = response.patch.take();
+    let mut review = match serde_json::to_value(response.into_review()) {
+        Ok(review) => review,
+        Err(e) => {
+            tracing::error!(error = %e, "response did not encode");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "response did not encode\n",
+            )
+                .into_response();
+        }
+    };
+    if let (Some(patch), Some(body)) = (
+        patch,
+        review.get_mut("response").and_then(Value::as_object_mut),
+    ) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
+        body.insert("patch".into(), Value::String(encoded));
+    }
+    Json(review).into_response()
 }
 
 /// Splits a body into the request (without its object) and the raw object.

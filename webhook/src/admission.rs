@@ -23,6 +23,7 @@ use crate::{
     config::InjectConfig,
     metrics::{Metrics, Outcome},
     mutate::{self, Decision, Inputs},
+    patch::pod_patch,
     store::{NamespaceStore, ProfileStore},
 };
 
@@ -255,14 +256,6 @@ impl Admission {
             }
         }
     }
-}
-
-/// The JSON patch from `before` to `after`. Both sides go through the same typed
-/// serialization, so fields the typed model does not know are never touched.
-pub fn pod_patch(before: &Pod, after: &Pod) -> Result<json_patch::Patch, serde_json::Error> {
-    let before = serde_json::to_value(before)?;
-    let after = serde_json::to_value(after)?;
-    Ok(json_patch::diff(&before, &after))
 }
 
 fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use snug_webhook::{
     Admission,
     metrics::Outcome,
+    mutate::{Decision, Inputs, decide},
     store::{StaticNamespaces, StaticProfiles},
 };
 
@@ -187,6 +188,19 @@ proptest! {
         let mut result = pod.clone();
         json_patch::patch(&mut result, &patch).map_err(|e| TestCaseError::fail(format!("{e}: {patch:?}")))?;
         let typed: Pod = serde_json::from_value(result.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+
+        // The patch applied to the pod as sent gives exactly the pod the webhook decided on.
+        let inputs = Inputs {
+            config: &admission.config,
+            native_sidecars: admission.native_sidecars,
+            profiles: admission.profiles.as_ref(),
+            namespaces: admission.namespaces.as_ref(),
+        };
+        let original: Pod = serde_json::from_value(pod.clone()).unwrap();
+        let Decision::Change(change) = decide(inputs, "shop", &original) else {
+            return Err(TestCaseError::fail("patched, but the decision was to leave the pod"));
+        };
+        prop_assert_eq!(&typed, &change.pod);
 
         let names = all_port_names(&typed);
         for name in &names {

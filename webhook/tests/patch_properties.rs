@@ -159,7 +159,8 @@ fn admit(admission: &Admission, pod: &Value) -> (Option<json_patch::Patch>, Outc
     let object = body["request"]["object"].take();
     let review: AdmissionReview<DynamicObject> = serde_json::from_value(body).unwrap();
     let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-    let (response, outcome) = admission.review(&request, object);
+    let pod = serde_json::from_value(object).map_err(|e: serde_json::Error| e.to_string());
+    let (response, outcome) = admission.review(&request, pod);
     let patch = response
         .patch
         .map(|bytes| serde_json::from_slice(&bytes).unwrap());

@@ -8,7 +8,8 @@
 //! maximum req/s (closed loop), and RSS. Figures are printed; ratios to the baseline are the
 //! numbers to compare across machines.
 //!
-//! Environment: `SNUG_BENCH_SECONDS` (per phase, default 10), `SNUG_BENCH_PROFILES` (10000),
+//! Environment: `SNUG_BENCH_SECONDS` (per phase, default 10), `SNUG_BENCH_ROUNDS` (3),
+//! `SNUG_BENCH_PROFILES` (10000),
 //! `SNUG_BENCH_CONNECTIONS` (closed-loop connections, default 16).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark harness: failing loudly is right
 
@@ -313,34 +314,57 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
+#[derive(Default)]
 struct Figures {
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
-    max_rps: f64,
-    rss_mib: f64,
-    peak_rss_mib: f64,
+    p50_ms: Vec<f64>,
+    p99_ms: Vec<f64>,
+    max_ms: Vec<f64>,
+    max_rps: Vec<f64>,
 }
 
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// Rounds alternate the two servers phase by phase, so both see the same machine load;
+/// each figure is the median over rounds.
 async fn measure(
-    server: &Server,
+    servers: [&Server; 2],
     tls: &TlsConnector,
     bodies: &[Bytes],
     seconds: u64,
     connections: usize,
-) -> Figures {
-    max_rate(server.addr, tls, bodies, connections, 2).await; // warm-up
-    let latencies = fixed_rate(server.addr, tls, bodies, RATE, seconds).await;
-    let max_rps = max_rate(server.addr, tls, bodies, connections, seconds).await;
-    let (rss, peak) = server.rss_mib();
-    Figures {
-        p50_ms: percentile(&latencies, 0.50),
-        p99_ms: percentile(&latencies, 0.99),
-        max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-        max_rps,
-        rss_mib: rss,
-        peak_rss_mib: peak,
+    rounds: usize,
+) -> [Figures; 2] {
+    let mut figures = [Figures::default(), Figures::default()];
+    for server in servers {
+        max_rate(server.addr, tls, bodies, connections, 2).await; // warm-up
     }
+    for round in 0..rounds {
+        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        for i in order {
+            let latencies = fixed_rate(servers[i].addr, tls, bodies, RATE, seconds).await;
+            figures[i].p50_ms.push(percentile(&latencies, 0.50));
+            figures[i].p99_ms.push(percentile(&latencies, 0.99));
+            figures[i]
+                .max_ms
+                .push(latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0));
+        }
+        for i in order {
+            let rps = max_rate(servers[i].addr, tls, bodies, connections, seconds).await;
+            figures[i].max_rps.push(rps);
+        }
+        eprintln!(
+            "round {round}: p99 {:.3}/{:.3} ms, max {:.0}/{:.0} req/s (baseline/snug)",
+            figures[0].p99_ms[round],
+            figures[1].p99_ms[round],
+            figures[0].max_rps[round],
+            figures[1].max_rps[round]
+        );
+    }
+    figures
 }
 
 fn drive() {
@@ -377,6 +401,7 @@ fn drive() {
         .enable_all()
         .build()
         .unwrap();
+    let rounds = env_or("SNUG_BENCH_ROUNDS", 3) as usize;
     let loaded = Instant::now();
     let snug = Server::start("snug", dir.path());
     eprintln!(
@@ -385,31 +410,43 @@ fn drive() {
         snug.rss_mib().0
     );
     let baseline = Server::start("baseline", dir.path());
-    let (s, b) = runtime.block_on(async {
-        let b = measure(&baseline, &tls, &bodies, seconds, connections).await;
-        let s = measure(&snug, &tls, &bodies, seconds, connections).await;
-        (s, b)
-    });
+    let [b, s] = runtime.block_on(measure(
+        [&baseline, &snug],
+        &tls,
+        &bodies,
+        seconds,
+        connections,
+        rounds,
+    ));
+    let rss = [baseline.rss_mib(), snug.rss_mib()];
     drop((snug, baseline));
 
     println!(
-        "\nwebhook benchmark: {profiles} profiles, {seconds}s per phase, {RATE} req/s fixed rate, {connections} connections for max"
+        "\nwebhook benchmark: {profiles} profiles, {rounds} rounds x {seconds}s per phase, {RATE} req/s fixed rate (16 connections), {connections} connections for max; medians over rounds"
     );
     println!(
-        "{:<22} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
+        "{:<18} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
         "server", "p50 ms", "p99 ms", "max ms", "max req/s", "RSS MiB", "peak MiB"
     );
-    for (name, f) in [("allow-everything", &b), ("snug-webhook", &s)] {
+    for (name, f, (now, peak)) in [
+        ("allow-everything", &b, rss[0]),
+        ("snug-webhook", &s, rss[1]),
+    ] {
         println!(
-            "{name:<22} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>9.1} {:>9.1}",
-            f.p50_ms, f.p99_ms, f.max_ms, f.max_rps, f.rss_mib, f.peak_rss_mib
+            "{name:<18} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>9.1} {:>9.1}",
+            median(&f.p50_ms),
+            median(&f.p99_ms),
+            median(&f.max_ms),
+            median(&f.max_rps),
+            now,
+            peak
         );
     }
     println!(
         "ratios snug/baseline: p50 {:.2}x, p99 {:.2}x (target <= 1.5x), max req/s {:.2}x (target >= 0.7x); snug peak RSS {:.1} MiB (target <= 64)",
-        s.p50_ms / b.p50_ms,
-        s.p99_ms / b.p99_ms,
-        s.max_rps / b.max_rps,
-        s.peak_rss_mib
+        median(&s.p50_ms) / median(&b.p50_ms),
+        median(&s.p99_ms) / median(&b.p99_ms),
+        median(&s.max_rps) / median(&b.max_rps),
+        rss[1].1
     );
 }

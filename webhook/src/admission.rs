@@ -23,6 +23,7 @@ use crate::{
     config::InjectConfig,
     metrics::{Metrics, Outcome},
     mutate::{self, Decision, Inputs},
+    patch::pod_patch,
     store::{NamespaceStore, ProfileStore},
 };
 
@@ -69,25 +70,86 @@ async fn mutate(
                 .into_response();
         }
     };
-    let (request, object) = match read_review(&body) {
-        Ok(parts) => parts,
+    // The common case in one typed pass; anything unusual takes the slow path, which says
+    // precisely what is wrong.
+    if let Some((request, pod)) = read_typed(&body) {
+        return answer(&admission, &request, pod, started);
+    }
+    match read_review(&body) {
+        Ok((request, pod)) => answer(&admission, &request, pod, started),
         Err(message) => {
             tracing::warn!(error = %message, "bad admission request");
             admission
                 .metrics
                 .admission(Outcome::Invalid, started.elapsed().as_secs_f64());
-            return (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response();
+            (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
         }
-    };
-    let (response, outcome) = admission.review(&request, object);
+    }
+}
+
+fn answer<T: kube::Resource>(
+    admission: &Admission,
+    request: &AdmissionRequest<T>,
+    pod: Result<Pod, String>,
+    started: Instant,
+) -> Response {
+    let span = tracing::debug_span!(
+        "admission",
+        uid = %request.uid,
+        namespace = request.namespace.as_deref().unwrap_or(""),
+        outcome = tracing::field::Empty,
+    );
+    let (response, outcome) = span.in_scope(|| admission.review(request, pod));
+    span.record("outcome", tracing::field::debug(outcome));
     admission
         .metrics
         .admission(outcome, started.elapsed().as_secs_f64());
-    Json(response.into_review()).into_response()
+    encode(response)
 }
 
-/// Splits a body into the request (without its object) and the raw object.
-fn read_review(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Value), String> {
+/// The review as JSON, with the patch base64-encoded as the API server requires (kube-core
+/// serializes `patch` as an array of numbers, which `[]byte` in the API server does not take:
+/// kube-rs/kube#1781).
+fn encode(mut response: AdmissionResponse) -> Response {
+    use base64::Engine as _;
+    let patch = response.patch.take();
+    let mut review = match serde_json::to_value(response.into_review()) {
+        Ok(review) => review,
+        Err(e) => {
+            tracing::error!(error = %e, "response did not encode");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "response did not encode\n",
+            )
+                .into_response();
+        }
+    };
+    if let (Some(patch), Some(body)) = (
+        patch,
+        review.get_mut("response").and_then(Value::as_object_mut),
+    ) {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
+        body.insert("patch".into(), Value::String(encoded));
+    }
+    Json(review).into_response()
+}
+
+/// A well-formed review of a readable pod, read straight into typed structures.
+fn read_typed(body: &[u8]) -> Option<(AdmissionRequest<Pod>, Result<Pod, String>)> {
+    let review: AdmissionReview<Pod> = serde_json::from_slice(body).ok()?;
+    let mut request: AdmissionRequest<Pod> = review.try_into().ok()?;
+    let pod = request
+        .object
+        .take()
+        .ok_or_else(|| "the review has no object".to_owned());
+    Some((request, pod))
+}
+
+/// Splits any body into the request (without its object) and the pod, if the object reads
+/// as one.
+fn read_review(
+    body: &[u8],
+) -> Result<(AdmissionRequest<DynamicObject>, Result<Pod, String>), String> {
     let mut value: Value =
         serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
     // The object is read separately, so an unreadable pod is answered (allowed, with a warning)
@@ -104,15 +166,16 @@ fn read_review(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Value), 
     let request = review
         .try_into()
         .map_err(|_| "not an AdmissionReview: it has no request".to_owned())?;
-    Ok((request, object))
+    let pod = serde_json::from_value(object).map_err(|e| e.to_string());
+    Ok((request, pod))
 }
 
 impl Admission {
     /// Answers one review. Never refuses the pod.
-    pub fn review(
+    pub fn review<T: kube::Resource>(
         &self,
-        request: &AdmissionRequest<DynamicObject>,
-        object: Value,
+        request: &AdmissionRequest<T>,
+        pod: Result<Pod, String>,
     ) -> (AdmissionResponse, Outcome) {
         let response = AdmissionResponse::from(request);
         let warn = |response: AdmissionResponse, reason: &'static str, message: String| {
@@ -145,7 +208,7 @@ impl Admission {
         if request.operation != Operation::Create {
             return (response, Outcome::Unchanged);
         }
-        let pod: Pod = match serde_json::from_value(object) {
+        let pod: Pod = match pod {
             Ok(pod) => pod,
             Err(e) => {
                 return warn(
@@ -221,14 +284,6 @@ impl Admission {
             }
         }
     }
-}
-
-/// The JSON patch from `before` to `after`. Both sides go through the same typed
-/// serialization, so fields the typed model does not know are never touched.
-pub fn pod_patch(before: &Pod, after: &Pod) -> Result<json_patch::Patch, serde_json::Error> {
-    let before = serde_json::to_value(before)?;
-    let after = serde_json::to_value(after)?;
-    Ok(json_patch::diff(&before, &after))
 }
 
 fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {

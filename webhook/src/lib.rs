@@ -13,6 +13,7 @@ pub mod config;
 mod error;
 pub mod metrics;
 pub mod mutate;
+pub mod patch;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -134,6 +134,11 @@ async fn track_count(store: Arc<ClusterProfiles>, gauge: prometheus_client::metr
 
 /// Runs the webhook until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<()> {
+    run_until(config, shutdown_signal()).await
+}
+
+/// Runs the webhook until `shutdown` resolves, then drains in-flight admissions.
+pub async fn run_until(config: Config, shutdown: impl Future<Output = ()>) -> Result<()> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let cert = ReloadingCert::load(&config.tls_cert, &config.tls_key)?;
@@ -157,12 +162,8 @@ pub async fn run(config: Config) -> Result<()> {
     let health_listener = bind(config.health_listen).await?;
     let listener = bind(config.listen).await?;
     tracing::info!(listen = %config.listen, health = %config.health_listen, "serving");
-    let health_task = tokio::spawn(async move {
-        axum::serve(health_listener, health)
-            .with_graceful_shutdown(shutdown_signal())
-            .await
-    });
-    serve_tls(listener, cert.server_config()?, app, shutdown_signal()).await;
+    let health_task = tokio::spawn(async move { axum::serve(health_listener, health).await });
+    serve_tls(listener, cert.server_config()?, app, shutdown).await;
     health_task.abort();
     Ok(())
 }

@@ -152,9 +152,15 @@ async fn an_unsynced_profile_watch_turns_ready_after_the_timeout_and_serves_side
 async fn namespace_modes_and_limit_ranges_come_from_watches() {
     let (client, mut handle) = fake_api();
     let store = ClusterNamespaces::start(client);
-    let mut held = Vec::new();
-    for _ in 0..2 {
+    // Two lists, each followed by a watch; the order between the two reflectors is free.
+    let (mut lists, mut held) = (0, Vec::new());
+    while lists < 2 || held.len() < 2 {
         let (request, send) = next(&mut handle).await;
+        if request.uri().query().unwrap_or("").contains("watch=true") {
+            held.push(send); // left open and silent
+            continue;
+        }
+        lists += 1;
         match request.uri().path() {
             "/api/v1/namespaces" => {
                 let accept = request.headers()["accept"].to_str().unwrap().to_owned();
@@ -188,10 +194,6 @@ async fn namespace_modes_and_limit_ranges_come_from_watches() {
             ),
             other => panic!("unexpected request {other}"),
         }
-    }
-    // Both watches follow; keep them open.
-    for _ in 0..2 {
-        held.push(next(&mut handle).await);
     }
     eventually("namespace mode", || store.mode("shop") == Some(Mode::Apply)).await;
     eventually("limit range", || store.limit_max("shop").cpu == Some(1.5)).await;

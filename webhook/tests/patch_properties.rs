@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use snug_webhook::{
     Admission,
     metrics::Outcome,
+    mutate::{Decision, Inputs, decide},
     store::{StaticNamespaces, StaticProfiles},
 };
 
@@ -158,7 +159,8 @@ fn admit(admission: &Admission, pod: &Value) -> (Option<json_patch::Patch>, Outc
     let object = body["request"]["object"].take();
     let review: AdmissionReview<DynamicObject> = serde_json::from_value(body).unwrap();
     let request: AdmissionRequest<DynamicObject> = review.try_into().unwrap();
-    let (response, outcome) = admission.review(&request, object);
+    let pod = serde_json::from_value(object).map_err(|e: serde_json::Error| e.to_string());
+    let (response, outcome) = admission.review(&request, pod);
     let patch = response
         .patch
         .map(|bytes| serde_json::from_slice(&bytes).unwrap());
@@ -187,6 +189,19 @@ proptest! {
         let mut result = pod.clone();
         json_patch::patch(&mut result, &patch).map_err(|e| TestCaseError::fail(format!("{e}: {patch:?}")))?;
         let typed: Pod = serde_json::from_value(result.clone()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+
+        // The patch applied to the pod as sent gives exactly the pod the webhook decided on.
+        let inputs = Inputs {
+            config: &admission.config,
+            native_sidecars: admission.native_sidecars,
+            profiles: admission.profiles.as_ref(),
+            namespaces: admission.namespaces.as_ref(),
+        };
+        let original: Pod = serde_json::from_value(pod.clone()).unwrap();
+        let Decision::Change(change) = decide(inputs, "shop", &original) else {
+            return Err(TestCaseError::fail("patched, but the decision was to leave the pod"));
+        };
+        prop_assert_eq!(&typed, &change.pod);
 
         let names = all_port_names(&typed);
         for name in &names {

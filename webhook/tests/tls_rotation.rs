@@ -61,7 +61,10 @@ async fn admit_over_tls(addr: std::net::SocketAddr, ca: &Bundle) -> Result<u16, 
     let status = response.status().as_u16();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let review: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert!(review["response"]["patch"].is_array(), "{review}");
+    assert!(
+        review["response"]["patch"].is_string(),
+        "base64 patch: {review}"
+    );
     Ok(status)
 }
 

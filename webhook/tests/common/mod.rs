@@ -93,7 +93,11 @@ pub async fn post(router: Router, body: impl Into<Body>) -> (u16, Value) {
 
 /// The JSON patch of a review response, if any.
 pub fn patch_of(response: &Value) -> Option<json_patch::Patch> {
-    let bytes: Vec<u8> = serde_json::from_value(response["response"]["patch"].clone()).ok()?;
+    use base64::Engine as _;
+    let encoded = response["response"]["patch"].as_str()?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
     assert_eq!(response["response"]["patchType"], "JSONPatch");
     Some(serde_json::from_slice(&bytes).unwrap())
 }

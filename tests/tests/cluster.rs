@@ -6,7 +6,10 @@
 //! with `SNUG_CLUSTER_SCENARIOS=crd,deployment cargo test --workspace --test cluster`.
 //! If the control plane cannot be built or started, the test fails and says why.
 
-use std::{net::IpAddr, path::PathBuf};
+#[path = "cluster/snug.rs"]
+mod snug;
+
+use std::{net::IpAddr, path::PathBuf, sync::atomic::AtomicBool};
 
 use anyhow::{Context, Result, anyhow, ensure};
 use k8s_openapi::api::{
@@ -32,6 +35,8 @@ const SAMPLE_IMAGE: &str = "ghcr.io/snug-dev/sample-app:e2e";
 
 /// Everything one run needs. Fields drop in order: processes first, the cluster last.
 struct Env {
+    snug: tokio::sync::Mutex<snug::Snug>,
+    shop_ready: AtomicBool,
     _metrics: MetricsApi,
     kubelet: Kubelet,
     cluster: Cluster,
@@ -40,7 +45,12 @@ struct Env {
 impl Env {
     async fn start() -> Result<Self> {
         let cluster = Cluster::start().await?;
-        let images = Images::default().with("sample-app", env!("CARGO_BIN_EXE_snug-sample-app"));
+        let images = Images::default()
+            .with("sample-app", env!("CARGO_BIN_EXE_snug-sample-app"))
+            .with(
+                snug_api::ports::SIDECAR_CONTAINER_NAME,
+                snug_e2e::process::workspace_binary("snug-sidecar")?,
+            );
         let dirs = Dirs {
             logs: cluster.log_dir(),
             pids: cluster.pid_dir(),
@@ -48,6 +58,8 @@ impl Env {
         let kubelet = Kubelet::start(cluster.client(), images, dirs);
         let metrics = MetricsApi::start(cluster.client(), &kubelet).await?;
         Ok(Env {
+            snug: tokio::sync::Mutex::default(),
+            shop_ready: AtomicBool::new(false),
             _metrics: metrics,
             kubelet,
             cluster,
@@ -68,6 +80,21 @@ impl Env {
     async fn kubectl(&self, args: &[&str]) -> Result<String> {
         Ok(self.cluster.kubectl(args).await?)
     }
+
+    /// Applies the CRDs from manifests/ and waits until they are served.
+    async fn apply_crds(&self) -> Result<()> {
+        let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+        self.kubectl(&["apply", "-f", &crds.display().to_string()])
+            .await?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/workloadprofiles.snug.dev",
+        ])
+        .await?;
+        Ok(())
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +113,7 @@ async fn cluster_scenarios() {
     let selected = std::env::var("SNUG_CLUSTER_SCENARIOS").unwrap_or_default();
     let wanted = |name: &str| selected.is_empty() || selected.split(',').any(|s| s.trim() == name);
     macro_rules! scenario {
-        ($name:literal, $f:ident) => {
+        ($name:literal, $f:path) => {
             if wanted($name) {
                 eprintln!("[scenario] {}", $name);
                 if let Err(e) = $f(&env).await {
@@ -103,22 +130,24 @@ async fn cluster_scenarios() {
     scenario!("deployment", deployment_pods_run_and_report_status);
     scenario!("oom", oom_kill_shows_in_container_status);
     scenario!("metrics", metrics_api_answers_through_the_aggregator);
-    scenario!("webhook-down", unreachable_webhook_with_ignore_admits_pods);
+    scenario!(
+        "webhook-unreachable",
+        unreachable_webhook_with_ignore_admits_pods
+    );
+    scenario!("inject", snug::injection_on_1_20);
+    scenario!("profile", snug::profiler_writes_profiles);
+    scenario!("untouched", snug::unlabelled_and_opted_out_untouched);
+    scenario!("apply-rollout", snug::rollout_applies_learned_resources);
+    scenario!("oom-profile", snug::oom_kill_raises_memory);
+    scenario!("leader", snug::leader_takeover_keeps_state);
+    scenario!("webhook-down", snug::webhook_down_pods_still_created);
+    env.cluster.passed();
 }
 
 /// The CRD from manifests/ applies; after a server-side apply of a status, `kubectl get
 /// workloadprofiles` prints the printer columns with those values.
 async fn crd_columns_show_real_values(env: &Env) -> Result<()> {
-    let crd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
-    env.kubectl(&["apply", "-f", &crd.display().to_string()])
-        .await?;
-    env.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/workloadprofiles.snug.dev",
-    ])
-    .await?;
+    env.apply_crds().await?;
     env.namespace("e2e-crd", &[]).await?;
     let profiles = Api::<WorkloadProfile>::namespaced(env.client(), "e2e-crd");
     let apply = PatchParams::apply(keys::PROFILER_FIELD_MANAGER).force();

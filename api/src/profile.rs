@@ -198,12 +198,10 @@ pub struct ProfileSummary {
     /// Recommended memory request summed over containers (`320Mi`).
     pub memory: String,
     /// p99 latency (`12ms`), empty without traffic.
-    // Empty strings are left out rather than given a schema default of `""`: Kubernetes 1.20
-    // rejects a CRD whose schema defaults a string to "" (found by the cluster tests).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub latency_p99: String,
     /// Requests per second (`35.2`), empty without traffic.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     pub requests_per_second: String,
     /// Confidence as a percentage (`80%`).
     pub confidence: String,

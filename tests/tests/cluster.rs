@@ -137,8 +137,8 @@ async fn cluster_scenarios() {
         ($name:literal, $f:path, needs_recommender) => {
             if wanted($name) && !recommends {
                 eprintln!(
-                    "[scenario] {} NOT RUN: snug-recommender gives no recommendation for three \
-                     days of usage (it is a placeholder in this tree); it runs once it does",
+                    "[scenario] {} NOT RUN: snug-recommender gives no recommendation after two \
+                     minutes of usage, so no profile can become confident during a test run",
                     $name
                 );
             } else {

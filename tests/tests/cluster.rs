@@ -148,7 +148,15 @@ async fn cluster_scenarios() {
         ($name:literal, $f:path) => {
             if wanted($name) {
                 eprintln!("[scenario] {}", $name);
-                if let Err(e) = $f(&env).await {
+                let started = std::time::Instant::now();
+                let outcome = $f(&env).await;
+                eprintln!(
+                    "[scenario] {} {} after {:.1} s",
+                    $name,
+                    if outcome.is_ok() { "passed" } else { "FAILED" },
+                    started.elapsed().as_secs_f64()
+                );
+                if let Err(e) = outcome {
                     panic!(
                         "scenario {} failed: {e:#}\n\nlast log lines:\n{}",
                         $name,

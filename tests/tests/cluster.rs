@@ -188,6 +188,10 @@ async fn cluster_scenarios() {
         needs_recommender
     );
     scenario!("leader", snug::leader_takeover_keeps_state);
+    scenario!(
+        "apply-stored-profile",
+        snug::apply_mode_sizes_from_stored_profile
+    );
     scenario!("webhook-down", snug::webhook_down_pods_still_created);
     env.cluster.passed();
 }

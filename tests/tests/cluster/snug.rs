@@ -90,9 +90,13 @@ impl Env {
 /// A Deployment of the sample app as a user would write it: a named port a Service targets,
 /// probes on that name, requests and a memory limit.
 fn snug_deployment(name: &str) -> Result<Deployment> {
+    deployment_in(SHOP, name)
+}
+
+fn deployment_in(namespace: &str, name: &str) -> Result<Deployment> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": SHOP},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": {"app": name}},
@@ -570,6 +574,102 @@ pub async fn leader_takeover_keeps_state(env: &Env) -> Result<()> {
     )
     .await?;
     ensure!(after > before, "samples {before} → {after}");
+    Ok(())
+}
+
+/// The webhook's count of profiles it holds (its reflector of the API server's profiles).
+async fn webhook_profiles(webhook: &Webhook) -> Result<f64> {
+    let text = webhook.metrics().await?;
+    Ok(text
+        .lines()
+        .filter(|l| l.starts_with(snug_api::metrics::WEBHOOK_PROFILES))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum())
+}
+
+/// Apply mode, webhook side: a confident profile stored in the API server (written as the
+/// profiler writes it, server-side apply of spec and status) sizes the next pod of its
+/// workload; the pod names the profile version and keeps the original requests. The
+/// profilers are stopped first so the profile stays as written.
+pub async fn apply_mode_sizes_from_stored_profile(env: &Env) -> Result<()> {
+    let mut snug = env.snug().await?;
+    for profiler in snug.profilers.iter_mut() {
+        profiler.kill().await;
+    }
+    let webhook = snug.webhook.as_ref().context("no webhook")?;
+    let namespace = "e2e-apply";
+    env.namespace(namespace, &[(keys::INJECT, keys::INJECT_ENABLED)])
+        .await?;
+    let annotate = json!({"metadata": {"annotations": {keys::MODE: "apply"}}});
+    Api::<Namespace>::all(env.client())
+        .patch(namespace, &PatchParams::default(), &Patch::Merge(&annotate))
+        .await?;
+    let held_before = webhook_profiles(webhook).await?;
+    let profiles = Api::<WorkloadProfile>::namespaced(env.client(), namespace);
+    let apply = PatchParams::apply(keys::PROFILER_FIELD_MANAGER).force();
+    let spec = json!({
+        "apiVersion": snug_api::API_VERSION, "kind": "WorkloadProfile",
+        "metadata": {"name": "deployment-sized", "namespace": namespace},
+        "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "sized"}},
+    });
+    profiles
+        .patch("deployment-sized", &apply, &Patch::Apply(&spec))
+        .await?;
+    let status = json!({
+        "apiVersion": snug_api::API_VERSION, "kind": "WorkloadProfile",
+        "status": {
+            "containers": [{"name": "app", "recommendation": {
+                "requests": {"cpu": "250m", "memory": "96Mi"},
+                "limits": {"memory": "192Mi"},
+            }}],
+            "samples": 600, "windowSeconds": 86400.0, "confidence": 0.9,
+            "summary": {"workload": "Deployment/sized", "cpu": "250m", "memory": "96Mi", "confidence": "90%"},
+        },
+    });
+    let written = profiles
+        .patch_status("deployment-sized", &apply, &Patch::Apply(&status))
+        .await?;
+    ensure!(
+        written.is_confident(),
+        "the written profile is not confident: {written:?}"
+    );
+    wait::until("the webhook to hold the new profile", PATIENCE, || async {
+        (webhook_profiles(webhook).await.ok()? > held_before).then_some(())
+    })
+    .await?;
+    Api::<Deployment>::namespaced(env.client(), namespace)
+        .create(&PostParams::default(), &deployment_in(namespace, "sized")?)
+        .await?;
+    let pod = ready_pods(env, namespace, "sized", 1).await?.remove(0);
+    let app = container(&pod, "app")?;
+    let resources = app.resources.clone().unwrap_or_default();
+    let amount =
+        |map: &Option<
+            BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
+         key: &str| { map.as_ref().and_then(|m| m.get(key)).map(|q| q.0.clone()) };
+    ensure!(
+        amount(&resources.requests, "cpu").as_deref() == Some("250m")
+            && amount(&resources.requests, "memory").as_deref() == Some("96Mi"),
+        "requests not from the profile: {resources:?}"
+    );
+    let annotations = pod.annotations();
+    let want = format!(
+        "{namespace}/deployment-sized@{}",
+        written.resource_version().unwrap_or_default()
+    );
+    ensure!(
+        annotations.get(keys::PROFILE) == Some(&want),
+        "profile annotation {:?}, want {want}",
+        annotations.get(keys::PROFILE)
+    );
+    let original = annotations
+        .get(keys::ORIGINAL_RESOURCES)
+        .context("no original-resources annotation")?;
+    ensure!(
+        original.contains("100m") && original.contains("64Mi"),
+        "original resources {original}"
+    );
     Ok(())
 }
 

@@ -6,6 +6,8 @@
 //! with `SNUG_CLUSTER_SCENARIOS=crd,deployment cargo test --workspace --test cluster`.
 //! If the control plane cannot be built or started, the test fails and says why.
 
+#[path = "cluster/profiler.rs"]
+mod profiler;
 #[path = "cluster/snug.rs"]
 mod snug;
 
@@ -132,7 +134,7 @@ async fn cluster_scenarios() {
     };
     let selected = std::env::var("SNUG_CLUSTER_SCENARIOS").unwrap_or_default();
     let wanted = |name: &str| selected.is_empty() || selected.split(',').any(|s| s.trim() == name);
-    let recommends = snug::recommender_recommends();
+    let recommends = profiler::recommender_recommends();
     macro_rules! scenario {
         ($name:literal, $f:path, needs_recommender) => {
             if wanted($name) && !recommends {
@@ -175,19 +177,19 @@ async fn cluster_scenarios() {
         unreachable_webhook_with_ignore_admits_pods
     );
     scenario!("inject", snug::injection_on_1_20);
-    scenario!("profile", snug::profiler_writes_profiles);
+    scenario!("profile", profiler::profiler_writes_profiles);
     scenario!("untouched", snug::unlabelled_and_opted_out_untouched);
     scenario!(
         "apply-rollout",
-        snug::rollout_applies_learned_resources,
+        profiler::rollout_applies_learned_resources,
         needs_recommender
     );
     scenario!(
         "oom-profile",
-        snug::oom_kill_raises_memory,
+        profiler::oom_kill_raises_memory,
         needs_recommender
     );
-    scenario!("leader", snug::leader_takeover_keeps_state);
+    scenario!("leader", profiler::leader_takeover_keeps_state);
     scenario!(
         "apply-stored-profile",
         snug::apply_mode_sizes_from_stored_profile

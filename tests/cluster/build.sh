@@ -17,6 +17,8 @@ CACHE=${SNUG_CLUSTER_CACHE:-${XDG_CACHE_HOME:-${HOME}/.cache}/snug-cluster/kuber
 BIN=${CACHE}/bin
 WORK=${CACHE}/build
 BINARIES=(kube-apiserver kube-controller-manager etcd kubectl)
+# What the cached binaries were built with; a change here rebuilds them (incrementally).
+RECIPE="kubernetes ${KUBE_VERSION}, go 1.19, reflect2 1.0.2, openapi zero-value fix"
 
 step() { printf '[snug cluster build] %s\n' "$*" >&2; }
 fail() {
@@ -28,6 +30,7 @@ trap 'fail "step failed at line ${LINENO}: ${BASH_COMMAND}"' ERR
 cached() {
     local b
     for b in "${BINARIES[@]}"; do [[ -x ${BIN}/${b} ]] || return 1; done
+    [[ $(cat "${BIN}/.recipe" 2>/dev/null) == "${RECIPE}" ]]
 }
 
 if cached; then
@@ -141,6 +144,23 @@ replace_reflect2() {
     touch "${vendored}/.snug-replaced"
 }
 
+# Go >= 1.19 converts "" to an interface pointing at the runtime's shared zero value, the same
+# pointer reflect.Zero returns, so the vendored OpenAPI validators' "zero value" test
+# (reflect.DeepEqual of two reflect.Values) takes every empty string for null: custom resources
+# with "" in a string field, and CRDs defaulting a string to "", are refused ("must be of type
+# string: null"). Built with the Go it was released with, that test only ever matched nil.
+patch_zero_values() {
+    local f
+    for f in vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go \
+        vendor/github.com/go-openapi/validate/type.go; do
+        f=${WORK}/src/kubernetes/${f}
+        [[ -f ${f} ]] || fail "${f} missing: cannot apply the zero-value fix"
+        grep -q 'reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data))' "${f}" || continue
+        step "OpenAPI validation: empty strings are not null ($(basename "$(dirname "$(dirname "${f}")")")/validate)"
+        sed -i 's/if data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), reflect.ValueOf(data)) {/if data == nil {/' "${f}"
+    done
+}
+
 build_kubernetes() {
     local goroot=${WORK}/root/usr/lib/go-1.19
     [[ -x ${goroot}/bin/go ]] || { unpack golang-1.19-go; unpack golang-1.19-src; }
@@ -157,6 +177,7 @@ build_kubernetes() {
     step "built in $((SECONDS - start)) s"
     local out=${WORK}/src/kubernetes/_output/local/bin/linux/amd64
     cp "${out}/kube-apiserver" "${out}/kube-controller-manager" "${BIN}/"
+    echo "${RECIPE}" >"${BIN}/.recipe"
 }
 
 install_tools() {
@@ -169,9 +190,10 @@ install_tools() {
 setup_apt
 ensure_rsync
 [[ -x ${BIN}/etcd && -x ${BIN}/kubectl ]] || install_tools
-if [[ ! -x ${BIN}/kube-apiserver || ! -x ${BIN}/kube-controller-manager ]]; then
+if ! cached; then
     fetch_source
     replace_reflect2
+    patch_zero_values
     build_kubernetes
 fi
 cached || fail "binaries missing in ${BIN} after the build"

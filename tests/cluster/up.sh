@@ -150,9 +150,10 @@ current-context: snug-e2e
 EOF
 
 kubectl() { "${BIN}/kubectl" --kubeconfig "${DIR}/kubeconfig" "$@"; }
+alive() { local pid _; read -r pid _ <"${DIR}/pids/$1.pid" && kill -0 "${pid}" 2>/dev/null; }
 for i in $(seq 240); do
     kubectl get --raw /readyz >/dev/null 2>&1 && break
-    kill -0 "$(cat "${DIR}/pids/kube-apiserver.pid")" 2>/dev/null ||
+    alive kube-apiserver ||
         fail "kube-apiserver exited; see ${DIR}/logs/kube-apiserver.log: $(tail -n 5 "${DIR}/logs/kube-apiserver.log")"
     [[ ${i} != 240 ]] || fail "kube-apiserver not ready after 60 s; see ${DIR}/logs/kube-apiserver.log"
     sleep 0.25
@@ -171,7 +172,7 @@ start kube-controller-manager "${BIN}/kube-controller-manager" \
 # Ready when the service-account controllers work (pods are refused without them).
 for i in $(seq 240); do
     kubectl -n default get serviceaccount default >/dev/null 2>&1 && break
-    kill -0 "$(cat "${DIR}/pids/kube-controller-manager.pid")" 2>/dev/null ||
+    alive kube-controller-manager ||
         fail "kube-controller-manager exited; see ${DIR}/logs/kube-controller-manager.log"
     [[ ${i} != 240 ]] || fail "no default service account after 60 s; see ${DIR}/logs/kube-controller-manager.log"
     sleep 0.25

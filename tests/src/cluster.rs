@@ -15,11 +15,13 @@ use crate::error::{Error, Result};
 pub const KUBERNETES_VERSION: &str = "v1.20.2";
 
 /// A running control plane. Dropping it stops every process it started (also while a test
-/// panics); the directory with the processes' logs is kept when the test failed.
+/// panics); the directory with the processes' logs is kept unless [`Cluster::passed`] was
+/// called.
 pub struct Cluster {
     dir: PathBuf,
     kubeconfig: PathBuf,
     client: kube::Client,
+    passed: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -60,7 +62,14 @@ impl Cluster {
             dir,
             kubeconfig,
             client,
+            passed: false.into(),
         })
+    }
+
+    /// Marks the run as passed: the directory with the logs is removed on drop (it is kept
+    /// otherwise, for whoever debugs the failure).
+    pub fn passed(&self) {
+        self.passed.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// A client authenticated as cluster admin.
@@ -221,9 +230,9 @@ impl std::fmt::Debug for Cluster {
 impl Drop for Cluster {
     fn drop(&mut self) {
         stop(&self.dir);
-        if std::thread::panicking() {
+        if std::thread::panicking() || !self.passed.load(std::sync::atomic::Ordering::SeqCst) {
             eprintln!(
-                "[snug cluster] test failed; logs of every process kept in {}",
+                "[snug cluster] logs of every process kept in {}",
                 self.log_dir().display()
             );
         } else {

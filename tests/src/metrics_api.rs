@@ -21,7 +21,7 @@ use k8s_openapi::{
     api::core::v1::Service, jiff::Timestamp,
     kube_aggregator::pkg::apis::apiregistration::v1::APIService,
 };
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use tokio::{net::TcpListener, task::JoinHandle};
 
@@ -230,9 +230,23 @@ async fn register(client: &kube::Client, port: u16, ca_pem: &str) -> Result<()> 
             "groupPriorityMinimum": 100, "versionPriority": 100,
         },
     }))?;
-    Api::<APIService>::all(client.clone())
-        .patch(API_SERVICE, &apply, &Patch::Apply(&api_service))
-        .await?;
+    // The 1.20 aggregator panics on server-side apply of APIServices ("FieldManager must be
+    // installed to run apply"): create, or replace what a previous registration left.
+    let api_services = Api::<APIService>::all(client.clone());
+    match api_services.get_opt(API_SERVICE).await? {
+        None => {
+            api_services
+                .create(&PostParams::default(), &api_service)
+                .await?;
+        }
+        Some(existing) => {
+            let mut replacement = api_service;
+            replacement.metadata.resource_version = existing.metadata.resource_version;
+            api_services
+                .replace(API_SERVICE, &PostParams::default(), &replacement)
+                .await?;
+        }
+    }
     Ok(())
 }
 

@@ -157,13 +157,7 @@ async fn register(cluster: &Cluster, port: u16, ca_pem: &str) -> Result<()> {
     Api::<Service>::namespaced(cluster.client(), namespace)
         .patch("snug-webhook", &apply, &Patch::Apply(&service))
         .await?;
-    let path = repository_root().join(WEBHOOK_MANIFEST);
-    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
-    let mut config: MutatingWebhookConfiguration =
-        serde_norway::from_str(&text).map_err(|e| Error::Command {
-            command: format!("parse {}", path.display()),
-            reason: e.to_string(),
-        })?;
+    let mut config = webhook_configuration()?;
     for webhook in config.webhooks.iter_mut().flatten() {
         webhook.client_config.ca_bundle = Some(ByteString(ca_pem.as_bytes().to_vec()));
         if let Some(service) = webhook.client_config.service.as_mut() {
@@ -176,6 +170,51 @@ async fn register(cluster: &Cluster, port: u16, ca_pem: &str) -> Result<()> {
         .patch(&name, &apply, &Patch::Apply(&config))
         .await?;
     Ok(())
+}
+
+/// The MutatingWebhookConfiguration of the install (`manifests/base/webhook/`). Until the
+/// install manifests are in the tree, the same configuration built from the conventions they
+/// follow (one webhook `inject.snug.dev` on Service snug-system/snug-webhook, `/mutate`,
+/// opt-in namespace label, opt-out pod label, failurePolicy Ignore).
+fn webhook_configuration() -> Result<MutatingWebhookConfiguration> {
+    let path = repository_root().join(WEBHOOK_MANIFEST);
+    if !path.exists() {
+        eprintln!(
+            "[snug cluster] {} not found; using the conventional webhook configuration",
+            path.display()
+        );
+        return Ok(serde_json::from_value(json!({
+            "apiVersion": "admissionregistration.k8s.io/v1",
+            "kind": "MutatingWebhookConfiguration",
+            "metadata": {"name": "snug-webhook"},
+            "webhooks": [{
+                "name": "inject.snug.dev",
+                "admissionReviewVersions": ["v1"],
+                "clientConfig": {"service": {
+                    "name": "snug-webhook", "namespace": snug_api::keys::SNUG_NAMESPACE,
+                    "path": "/mutate", "port": 443,
+                }},
+                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
+                           "resources": ["pods"], "scope": "Namespaced"}],
+                "namespaceSelector": {"matchLabels": {
+                    snug_api::keys::INJECT: snug_api::keys::INJECT_ENABLED,
+                }},
+                "objectSelector": {"matchExpressions": [{
+                    "key": snug_api::keys::INJECT, "operator": "NotIn",
+                    "values": [snug_api::keys::INJECT_DISABLED],
+                }]},
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "timeoutSeconds": 5,
+                "reinvocationPolicy": "IfNeeded",
+            }],
+        }))?);
+    }
+    let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
+    serde_norway::from_str(&text).map_err(|e| Error::Command {
+        command: format!("parse {}", path.display()),
+        reason: e.to_string(),
+    })
 }
 
 async fn wait_ready(name: &str, port: u16) -> Result<()> {

@@ -6,7 +6,16 @@
 //! with `SNUG_CLUSTER_SCENARIOS=crd,deployment cargo test --workspace --test cluster`.
 //! If the control plane cannot be built or started, the test fails and says why.
 
-use std::{net::IpAddr, path::PathBuf};
+#[path = "cluster/profiler.rs"]
+mod profiler;
+#[path = "cluster/snug.rs"]
+mod snug;
+
+use std::{
+    net::IpAddr,
+    path::PathBuf,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use anyhow::{Context, Result, anyhow, ensure};
 use k8s_openapi::api::{
@@ -29,9 +38,14 @@ use snug_e2e::{
 
 /// The sample app's image; the fake kubelet runs it with the sample-app binary.
 const SAMPLE_IMAGE: &str = "ghcr.io/snug-dev/sample-app:e2e";
+/// The namespace of the scenarios without Snug.
+const PLAIN: &str = "e2e-plain";
 
 /// Everything one run needs. Fields drop in order: processes first, the cluster last.
 struct Env {
+    snug: tokio::sync::Mutex<snug::Snug>,
+    shop_ready: AtomicBool,
+    plain_ready: AtomicBool,
     _metrics: MetricsApi,
     kubelet: Kubelet,
     cluster: Cluster,
@@ -40,7 +54,12 @@ struct Env {
 impl Env {
     async fn start() -> Result<Self> {
         let cluster = Cluster::start().await?;
-        let images = Images::default().with("sample-app", env!("CARGO_BIN_EXE_snug-sample-app"));
+        let images = Images::default()
+            .with("sample-app", env!("CARGO_BIN_EXE_snug-sample-app"))
+            .with(
+                snug_api::ports::SIDECAR_CONTAINER_NAME,
+                snug_e2e::process::workspace_binary("snug-sidecar")?,
+            );
         let dirs = Dirs {
             logs: cluster.log_dir(),
             pids: cluster.pid_dir(),
@@ -48,6 +67,9 @@ impl Env {
         let kubelet = Kubelet::start(cluster.client(), images, dirs);
         let metrics = MetricsApi::start(cluster.client(), &kubelet).await?;
         Ok(Env {
+            snug: tokio::sync::Mutex::default(),
+            shop_ready: AtomicBool::new(false),
+            plain_ready: AtomicBool::new(false),
             _metrics: metrics,
             kubelet,
             cluster,
@@ -65,8 +87,35 @@ impl Env {
         Ok(())
     }
 
+    /// The ready pod of Deployment `web` in namespace `e2e-plain` (no Snug), created by the
+    /// first scenario that needs it.
+    async fn plain_web(&self) -> Result<Pod> {
+        if !self.plain_ready.swap(true, Ordering::SeqCst) {
+            self.namespace(PLAIN, &[]).await?;
+            Api::<Deployment>::namespaced(self.client(), PLAIN)
+                .create(&PostParams::default(), &sample_deployment("web", PLAIN)?)
+                .await?;
+        }
+        Ok(ready_pods(self, PLAIN, "web", 1).await?.remove(0))
+    }
+
     async fn kubectl(&self, args: &[&str]) -> Result<String> {
         Ok(self.cluster.kubectl(args).await?)
+    }
+
+    /// Applies the CRDs from manifests/ and waits until they are served.
+    async fn apply_crds(&self) -> Result<()> {
+        let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+        self.kubectl(&["apply", "-f", &crds.display().to_string()])
+            .await?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/workloadprofiles.snug.dev",
+        ])
+        .await?;
+        Ok(())
     }
 }
 
@@ -85,11 +134,31 @@ async fn cluster_scenarios() {
     };
     let selected = std::env::var("SNUG_CLUSTER_SCENARIOS").unwrap_or_default();
     let wanted = |name: &str| selected.is_empty() || selected.split(',').any(|s| s.trim() == name);
+    let recommends = profiler::recommender_recommends();
     macro_rules! scenario {
-        ($name:literal, $f:ident) => {
+        ($name:literal, $f:path, needs_recommender) => {
+            if wanted($name) && !recommends {
+                eprintln!(
+                    "[scenario] {} NOT RUN: snug-recommender gives no recommendation after two \
+                     minutes of usage, so no profile can become confident during a test run",
+                    $name
+                );
+            } else {
+                scenario!($name, $f);
+            }
+        };
+        ($name:literal, $f:path) => {
             if wanted($name) {
                 eprintln!("[scenario] {}", $name);
-                if let Err(e) = $f(&env).await {
+                let started = std::time::Instant::now();
+                let outcome = $f(&env).await;
+                eprintln!(
+                    "[scenario] {} {} after {:.1} s",
+                    $name,
+                    if outcome.is_ok() { "passed" } else { "FAILED" },
+                    started.elapsed().as_secs_f64()
+                );
+                if let Err(e) = outcome {
                     panic!(
                         "scenario {} failed: {e:#}\n\nlast log lines:\n{}",
                         $name,
@@ -103,22 +172,36 @@ async fn cluster_scenarios() {
     scenario!("deployment", deployment_pods_run_and_report_status);
     scenario!("oom", oom_kill_shows_in_container_status);
     scenario!("metrics", metrics_api_answers_through_the_aggregator);
-    scenario!("webhook-down", unreachable_webhook_with_ignore_admits_pods);
+    scenario!(
+        "webhook-unreachable",
+        unreachable_webhook_with_ignore_admits_pods
+    );
+    scenario!("inject", snug::injection_on_1_20);
+    scenario!("profile", profiler::profiler_writes_profiles);
+    scenario!("untouched", snug::unlabelled_and_opted_out_untouched);
+    scenario!(
+        "apply-rollout",
+        profiler::rollout_applies_learned_resources,
+        needs_recommender
+    );
+    scenario!(
+        "oom-profile",
+        profiler::oom_kill_raises_memory,
+        needs_recommender
+    );
+    scenario!("leader", profiler::leader_takeover_keeps_state);
+    scenario!(
+        "apply-stored-profile",
+        snug::apply_mode_sizes_from_stored_profile
+    );
+    scenario!("webhook-down", snug::webhook_down_pods_still_created);
+    env.cluster.passed();
 }
 
 /// The CRD from manifests/ applies; after a server-side apply of a status, `kubectl get
 /// workloadprofiles` prints the printer columns with those values.
 async fn crd_columns_show_real_values(env: &Env) -> Result<()> {
-    let crd = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
-    env.kubectl(&["apply", "-f", &crd.display().to_string()])
-        .await?;
-    env.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/workloadprofiles.snug.dev",
-    ])
-    .await?;
+    env.apply_crds().await?;
     env.namespace("e2e-crd", &[]).await?;
     let profiles = Api::<WorkloadProfile>::namespaced(env.client(), "e2e-crd");
     let apply = PatchParams::apply(keys::PROFILER_FIELD_MANAGER).force();
@@ -152,8 +235,8 @@ async fn crd_columns_show_real_values(env: &Env) -> Result<()> {
     let table = env
         .kubectl(&["get", "workloadprofiles", "-n", "e2e-crd", "-o", "wide"])
         .await?;
-    let mut lines = table.lines();
-    let header: Vec<&str> = lines
+    let header: Vec<&str> = table
+        .lines()
         .next()
         .unwrap_or_default()
         .split_whitespace()
@@ -174,26 +257,22 @@ async fn crd_columns_show_real_values(env: &Env) -> Result<()> {
             ],
         "columns: {table}"
     );
-    let row: Vec<&str> = lines
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .collect();
-    ensure!(
-        row[..9]
-            == [
-                "deployment-web",
-                "Deployment/web",
-                "350m",
-                "320Mi",
-                "12ms",
-                "35.2",
-                "90%",
-                "2",
-                "1440"
-            ],
-        "row: {table}"
-    );
+    let row = table_row(&table, "deployment-web")?;
+    for (column, want) in [
+        ("WORKLOAD", "Deployment/web"),
+        ("CPU", "350m"),
+        ("MEMORY", "320Mi"),
+        ("P99", "12ms"),
+        ("RPS", "35.2"),
+        ("CONFIDENCE", "90%"),
+        ("OOM", "2"),
+        ("SAMPLES", "1440"),
+    ] {
+        ensure!(
+            row.get(column).map(String::as_str) == Some(want),
+            "{column} in\n{table}"
+        );
+    }
     // The short name and category from the CRD work too.
     let short = env
         .kubectl(&["get", "wp", "-n", "e2e-crd", "-o", "name"])
@@ -245,6 +324,32 @@ async fn ready_pods(env: &Env, namespace: &str, app: &str, count: usize) -> Resu
     .await?)
 }
 
+/// The cells of the row named `name` in kubectl's table output, by column header. Columns are
+/// cut where the headers start, so empty cells stay empty instead of shifting the row.
+fn table_row(table: &str, name: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut lines = table.lines();
+    let header = lines.next().context("empty table")?;
+    let mut starts: Vec<(usize, &str)> = Vec::new();
+    let mut offset = 0;
+    for word in header.split_whitespace() {
+        let at = header[offset..].find(word).map_or(offset, |i| i + offset);
+        starts.push((at, word));
+        offset = at + word.len();
+    }
+    let line = lines
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .with_context(|| format!("no row {name} in\n{table}"))?;
+    Ok(starts
+        .iter()
+        .enumerate()
+        .map(|(i, (at, word))| {
+            let end = starts.get(i + 1).map_or(line.len(), |(next, _)| *next);
+            let cell = line.get(*at..end.min(line.len())).unwrap_or("").trim();
+            ((*word).to_owned(), cell.to_owned())
+        })
+        .collect())
+}
+
 fn is_ready(pod: &Pod) -> bool {
     pod.metadata.deletion_timestamp.is_none()
         && pod
@@ -265,15 +370,8 @@ fn pod_ip(pod: &Pod) -> Result<IpAddr> {
 /// kubelet runs the pod on its own address, the readiness probe passes, the status lands, and
 /// the Deployment counts the replica available.
 async fn deployment_pods_run_and_report_status(env: &Env) -> Result<()> {
-    env.namespace("e2e-plain", &[]).await?;
-    let deployments = Api::<Deployment>::namespaced(env.client(), "e2e-plain");
-    deployments
-        .create(
-            &PostParams::default(),
-            &sample_deployment("web", "e2e-plain")?,
-        )
-        .await?;
-    let pod = ready_pods(env, "e2e-plain", "web", 1).await?.remove(0);
+    let pod = env.plain_web().await?;
+    let deployments = Api::<Deployment>::namespaced(env.client(), PLAIN);
     let owner = pod
         .owner_references()
         .first()
@@ -308,10 +406,10 @@ async fn deployment_pods_run_and_report_status(env: &Env) -> Result<()> {
 /// The kubelet's OOM simulation shows as a real kubelet reports it, and the container runs
 /// again.
 async fn oom_kill_shows_in_container_status(env: &Env) -> Result<()> {
-    let pod = ready_pods(env, "e2e-plain", "web", 1).await?.remove(0);
+    let pod = env.plain_web().await?;
     let name = pod.name_any();
-    env.kubelet.oom_kill("e2e-plain", &name, "app")?;
-    let pods = Api::<Pod>::namespaced(env.client(), "e2e-plain");
+    env.kubelet.oom_kill(PLAIN, &name, "app")?;
+    let pods = Api::<Pod>::namespaced(env.client(), PLAIN);
     let restarted = wait::until("the OOM kill in the pod status", PATIENCE, || async {
         let pod = pods.get(&name).await.ok()?;
         let c = pod
@@ -334,7 +432,7 @@ async fn oom_kill_shows_in_container_status(env: &Env) -> Result<()> {
 /// Usage measured from procfs reaches clients through the aggregation layer, as
 /// metrics-server's would: memory grows when the app holds more.
 async fn metrics_api_answers_through_the_aggregator(env: &Env) -> Result<()> {
-    let pod = ready_pods(env, "e2e-plain", "web", 1).await?.remove(0);
+    let pod = env.plain_web().await?;
     let ip = pod_ip(&pod)?;
     let answer = snug_e2e::http::get(
         &format!("http://{ip}:8080/work?cpu_ms=300&memory_mib=48"),
@@ -342,7 +440,7 @@ async fn metrics_api_answers_through_the_aggregator(env: &Env) -> Result<()> {
     )
     .await?;
     ensure!(answer.status == 200, "{answer:?}");
-    let path = "/apis/metrics.k8s.io/v1beta1/namespaces/e2e-plain/pods";
+    let path = &format!("/apis/metrics.k8s.io/v1beta1/namespaces/{PLAIN}/pods");
     let usage = wait::until("pod metrics showing the app's 48 MiB", PATIENCE, || async {
         let raw = env.kubectl(&["get", "--raw", path]).await.ok()?;
         let list: serde_json::Value = serde_json::from_str(&raw).ok()?;
@@ -360,7 +458,7 @@ async fn metrics_api_answers_through_the_aggregator(env: &Env) -> Result<()> {
     ensure!(usage["containers"][0]["name"] == "app", "{usage}");
     // `kubectl top` is the client users run against this API.
     let top = env
-        .kubectl(&["top", "pod", "-n", "e2e-plain", "--no-headers"])
+        .kubectl(&["top", "pod", "-n", PLAIN, "--no-headers"])
         .await?;
     ensure!(top.contains(&pod.name_any()), "kubectl top: {top}");
     Ok(())

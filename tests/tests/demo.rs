@@ -7,17 +7,6 @@ use k8s_openapi::api::core::v1::Container;
 use snug_api::quantity::parse_quantity;
 use snug_e2e::demo::{DemoConfig, run};
 
-fn request(container: &Container, resource: &str) -> f64 {
-    let requests = container
-        .resources
-        .as_ref()
-        .unwrap()
-        .requests
-        .as_ref()
-        .unwrap();
-    parse_quantity(&requests[resource]).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn demo_learns_a_profile_and_the_webhook_applies_it() {
     let out = tempfile::tempdir().unwrap();
@@ -62,6 +51,16 @@ async fn demo_learns_a_profile_and_the_webhook_applies_it() {
         app.ports.as_ref().unwrap()[0].name.as_deref(),
         Some("snug-app-http")
     );
+    let request = |container: &Container, resource: &str| {
+        let requests = container
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap();
+        parse_quantity(&requests[resource]).unwrap()
+    };
     let recommended = &outcome
         .profile
         .container("app")

@@ -103,9 +103,12 @@ impl Env {
         Ok(self.cluster.kubectl(args).await?)
     }
 
-    /// Applies the CRDs from manifests/ and waits until they are served.
+    /// Applies the generated CRD from manifests/crds/ and waits until it is served. The file,
+    /// not the directory: the directory also holds its kustomization.
     async fn apply_crds(&self) -> Result<()> {
-        let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../manifests/crds");
+        let crds = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../manifests/crds")
+            .join(snug_profiler::crd::CRD_FILE);
         self.kubectl(&["apply", "-f", &crds.display().to_string()])
             .await?;
         self.kubectl(&[

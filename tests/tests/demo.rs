@@ -75,6 +75,11 @@ async fn demo_learns_a_profile_and_the_webhook_applies_it() {
             < 1.1 * 1024.0 * 1024.0
     );
 
+    // It is the profile the demo showed, version and all.
+    let used = outcome.pod_after.metadata.annotations.as_ref().unwrap()["snug.dev/profile"].clone();
+    let version = outcome.profile.metadata.resource_version.clone().unwrap();
+    assert_eq!(used, format!("shop/deployment-web@{version}"));
+
     // What the demo leaves behind is where it says.
     assert!(out.path().join("certs/ca.crt").exists());
     assert!(

@@ -51,6 +51,7 @@ pub async fn run(config: &DemoConfig) -> Result<Outcome, StepFailed> {
     );
 
     let learning = config.duration.mul_f64(0.6).max(Duration::from_secs(2));
+    let (stop_profiler, profiler_stopped) = Stopper::new();
     let profiler = step(
         "profiler",
         start_profiler(
@@ -58,7 +59,7 @@ pub async fn run(config: &DemoConfig) -> Result<Outcome, StepFailed> {
             app_pid,
             &dirs.profiles,
             learning,
-            stopped.clone(),
+            profiler_stopped,
         ),
     )?;
     progress.say(
@@ -72,8 +73,20 @@ pub async fn run(config: &DemoConfig) -> Result<Outcome, StepFailed> {
 
     let load = Load::start(&progress, config.duration, sidecar.listen);
     load.watch(&progress, config.duration, &dirs.profiles).await;
-    let profile = step("profile", wait_for_confident_profile(&dirs.profiles).await)?;
-    progress.say("profile", "the profile is confident:");
+    step("profile", wait_for_confident_profile(&dirs.profiles).await)?;
+    // Freeze the profile: the one shown is then the one the webhook reads.
+    stop_profiler.stop();
+    let _ = tokio::time::timeout(Duration::from_secs(5), profiler).await;
+    let requests = load.stop().await;
+    let profile = step(
+        "profile",
+        read_profile(&dirs.profiles)
+            .ok_or_else(|| Failure("the profile vanished after the profiler stopped".into())),
+    )?;
+    progress.say(
+        "profile",
+        "the profile is confident; profiler and load stopped, so the webhook reads this one:",
+    );
     println!();
     println!("{}", show::profile_table(&profile));
     println!("{}", show::peers(&profile));
@@ -82,9 +95,7 @@ pub async fn run(config: &DemoConfig) -> Result<Outcome, StepFailed> {
         "webhook",
         start_webhook(&dirs, stopped.clone(), &progress).await,
     )?;
-    let admitted = admission(webhook, &ca_pem, &progress).await;
-    let requests = load.stop().await;
-    let (pod_before, pod_after) = step("admission", admitted)?;
+    let (pod_before, pod_after) = step("admission", admission(webhook, &ca_pem, &progress).await)?;
     let outcome = Outcome {
         profile,
         pod_before,
@@ -103,7 +114,6 @@ pub async fn run(config: &DemoConfig) -> Result<Outcome, StepFailed> {
         ),
     );
     stop.stop();
-    let _ = tokio::time::timeout(Duration::from_secs(3), profiler).await;
     let _ = app.kill().await;
     Ok(outcome)
 }

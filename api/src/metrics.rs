@@ -51,6 +51,14 @@ pub const WEBHOOK_ADMISSION_DURATION_SECONDS: &str = "snug_webhook_admission_dur
 /// Webhook, counter: container ports that could not be intercepted (numeric target ports).
 pub const WEBHOOK_PORTS_NOT_INTERCEPTED_TOTAL: &str = "snug_webhook_ports_not_intercepted_total";
 
+/// Webhook, counter: certificate reloads by `result` (`ok`, `error`).
+pub const WEBHOOK_TLS_RELOADS_TOTAL: &str = "snug_webhook_tls_reloads_total";
+/// Webhook, gauge: profiles held in the webhook's store.
+pub const WEBHOOK_PROFILES: &str = "snug_webhook_profiles";
+/// Webhook, counter: admissions answered with a warning, by `reason` (`wrong_kind`,
+/// `unreadable_pod`, `internal`).
+pub const WEBHOOK_WARNINGS_TOTAL: &str = "snug_webhook_warnings_total";
+
 /// Profiler, gauge: the recommendation per `namespace`, `workload`, `container`, `resource`
 /// (`cpu_request`, `cpu_limit` in cores; `memory_request`, `memory_limit` in bytes).
 pub const RECOMMENDATION: &str = "snug_recommendation";

@@ -23,6 +23,9 @@ pub const METRICS_PATH: &str = "/metrics";
 pub const LIVE_PATH: &str = "/live";
 /// Path of the sidecar's readiness endpoint on the admin port (ready once all listeners bound).
 pub const READY_PATH: &str = "/ready";
+/// Response header on an HTTP response the sidecar made itself (a 502 when the app cannot be
+/// reached), naming the cause, e.g. `upstream-refused`. Absent on every response from the app.
+pub const SIDECAR_ERROR_HEADER: &str = "x-snug-sidecar-error";
 /// The non-root user the sidecar runs as.
 pub const SIDECAR_UID: i64 = 65532;
 

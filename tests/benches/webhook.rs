@@ -1,1 +1,415 @@
-fn main() {}
+//! Webhook benchmark (run by hand): `cargo bench -p snug-e2e --bench webhook`.
+//!
+//! HTTPS keep-alive load of realistic AdmissionReviews against `snug-webhook` holding 10,000
+//! profiles (directory store), and in the same run against an "allow everything" axum+rustls
+//! handler. Each server runs in its own child process on a single-threaded runtime (one core
+//! for request handling), so its RSS is its own. For each: p50/p99/max latency at a fixed
+//! 1,000 req/s (open loop: latency counts from when a request was due, so queueing shows),
+//! maximum req/s (closed loop), and RSS. Figures are printed; ratios to the baseline are the
+//! numbers to compare across machines.
+//!
+//! Environment: `SNUG_BENCH_SECONDS` (per phase, default 10), `SNUG_BENCH_PROFILES` (10000),
+//! `SNUG_BENCH_CONNECTIONS` (closed-loop connections, default 16).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark harness: failing loudly is right
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls::{ClientConfig, RootCertStore};
+use rustls_pki_types::{CertificateDer, ServerName, pem::PemObject};
+use serde_json::{Value, json};
+use tokio::{net::TcpStream, sync::mpsc};
+use tokio_rustls::TlsConnector;
+
+const NAME: &str = "snug-webhook.snug-system.svc";
+const RATE: u64 = 1_000;
+
+fn env_or(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn main() {
+    match std::env::var("SNUG_BENCH_ROLE").as_deref() {
+        Ok(role) => serve(role),
+        Err(_) => drive(),
+    }
+}
+
+// ---------------------------------------------------------------- servers (child processes)
+
+fn serve(role: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let dir = std::path::PathBuf::from(std::env::var("SNUG_BENCH_DIR").unwrap());
+        let cert = snug_webhook::tls::ReloadingCert::load(dir.join("tls.crt"), dir.join("tls.key"))
+            .unwrap();
+        let app = if role == "snug" {
+            let profiles = snug_webhook::store::DirProfiles::open(dir.join("profiles"));
+            let admission = snug_webhook::Admission {
+                config: Arc::new(snug_webhook::InjectConfig::default()),
+                native_sidecars: true,
+                profiles,
+                namespaces: Arc::new(snug_webhook::store::NoNamespaces),
+                metrics: snug_webhook::metrics::Metrics::default(),
+            };
+            snug_webhook::router(admission, 4 << 20)
+        } else {
+            snug_webhook::admission::allow_everything_router(4 << 20)
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        println!("{}", listener.local_addr().unwrap());
+        snug_webhook::server::serve_tls(
+            listener,
+            cert.server_config().unwrap(),
+            app,
+            std::future::pending(),
+        )
+        .await;
+    });
+}
+
+// ---------------------------------------------------------------- setup
+
+fn write_profiles(dir: &Path, count: usize) {
+    let ns = dir.join("bench");
+    std::fs::create_dir_all(&ns).unwrap();
+    let checkpoint = "x".repeat(2048);
+    for i in 0..count {
+        let peers: Vec<Value> = (0..5)
+            .map(|p| {
+                json!({"peer": format!("Deployment/client-{p}"), "receivedBytesPerSecond": 1200.5,
+                            "sentBytesPerSecond": 8300.25, "requestsPerMinute": 95.0})
+            })
+            .collect();
+        let profile = json!({
+            "apiVersion": "snug.dev/v1alpha1", "kind": "WorkloadProfile",
+            "metadata": {"name": format!("deployment-app-{i}"), "namespace": "bench", "resourceVersion": format!("{}", 1000 + i)},
+            "spec": {"targetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": format!("app-{i}")}},
+            "status": {
+                "confidence": 0.8, "samples": 2880, "windowSeconds": 172800.0, "oomKills": 0,
+                "containers": [
+                    {"name": "web", "cpu": {"p50": 0.1, "p90": 0.2, "p95": 0.25, "p99": 0.3, "max": 0.5},
+                     "memory": {"p50": 2.0e8, "p90": 2.4e8, "p95": 2.5e8, "p99": 2.6e8, "max": 2.8e8},
+                     "recommendation": {"requests": {"cpu": "250m", "memory": "300Mi"},
+                                        "lowerBound": {"cpu": "150m", "memory": "250Mi"},
+                                        "upperBound": {"cpu": "600m", "memory": "400Mi"}}},
+                    {"name": "snug-sidecar", "recommendation": {"requests": {"cpu": "6m", "memory": "24Mi"},
+                                                                "limits": {"memory": "64Mi"}}}
+                ],
+                "traffic": {"requestsPerSecond": 35.2, "latencyP50Seconds": 0.004, "latencyP95Seconds": 0.011,
+                            "latencyP99Seconds": 0.02, "errorRatio": 0.001},
+                "peers": peers,
+                "summary": {"workload": format!("Deployment/app-{i}"), "cpu": "256m", "memory": "324Mi",
+                            "latencyP99": "20ms", "requestsPerSecond": "35.2", "confidence": "80%"},
+                "checkpoint": checkpoint,
+            }
+        });
+        let text = serde_norway::to_string(&profile).unwrap();
+        std::fs::write(ns.join(format!("deployment-app-{i}.yaml")), text).unwrap();
+    }
+}
+
+/// Reviews of the corpus's Deployment pod, spread over the profiled workloads, half in
+/// `apply` mode.
+fn review_bodies(profiles: usize) -> Vec<Bytes> {
+    let pod_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../webhook/tests/data/pods/deployment.yaml");
+    let pod: Value = serde_norway::from_str(&std::fs::read_to_string(pod_path).unwrap()).unwrap();
+    (0..1000)
+        .map(|i| {
+            let workload = (i * 7919) % profiles;
+            let mut pod = pod.clone();
+            pod["metadata"]["namespace"] = json!("bench");
+            pod["metadata"]["generateName"] = json!(format!("app-{workload}-7c9d6b5f4-"));
+            pod["metadata"]["ownerReferences"][0]["name"] = json!(format!("app-{workload}-7c9d6b5f4"));
+            if i % 2 == 0 {
+                pod["metadata"]["annotations"] = json!({"snug.dev/mode": "apply"});
+            }
+            let review = json!({
+                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                "request": {
+                    "uid": format!("00000000-0000-0000-0000-{i:012}"),
+                    "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                    "resource": {"group": "", "version": "v1", "resource": "pods"},
+                    "namespace": "bench", "operation": "CREATE",
+                    "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+                    "object": pod, "oldObject": null, "dryRun": false
+                }
+            });
+            Bytes::from(serde_json::to_vec(&review).unwrap())
+        })
+        .collect()
+}
+
+struct Server {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Server {
+    fn start(role: &str, dir: &Path) -> Server {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .env("SNUG_BENCH_ROLE", role)
+            .env("SNUG_BENCH_DIR", dir)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        Server {
+            child,
+            addr: line.trim().parse().unwrap(),
+        }
+    }
+
+    /// (current RSS, peak RSS) in MiB.
+    fn rss_mib(&self) -> (f64, f64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+                .map_or(f64::NAN, |kb| kb / 1024.0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- client
+
+async fn connect(addr: std::net::SocketAddr, tls: &TlsConnector) -> SendRequest<Full<Bytes>> {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.set_nodelay(true).unwrap();
+    let stream = tls
+        .connect(ServerName::try_from(NAME).unwrap(), tcp)
+        .await
+        .unwrap();
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    sender
+}
+
+async fn admit(sender: &mut SendRequest<Full<Bytes>>, body: Bytes) {
+    sender.ready().await.unwrap();
+    let request = http::Request::post("/mutate")
+        .header("host", NAME)
+        .header("content-type", "application/json")
+        .body(Full::new(body))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.starts_with(b"{"), "not a review");
+}
+
+/// Open loop at `rate` req/s over `connections`; latencies from each request's due time.
+async fn fixed_rate(
+    addr: std::net::SocketAddr,
+    tls: &TlsConnector,
+    bodies: &[Bytes],
+    rate: u64,
+    seconds: u64,
+) -> Vec<Duration> {
+    let connections = 16;
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+    let mut queues = Vec::new();
+    for _ in 0..connections {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Bytes)>();
+        let mut sender = connect(addr, tls).await;
+        let done = done_tx.clone();
+        tokio::spawn(async move {
+            while let Some((due, body)) = rx.recv().await {
+                admit(&mut sender, body).await;
+                let _ = done.send(due.elapsed());
+            }
+        });
+        queues.push(tx);
+    }
+    drop(done_tx);
+    let total = rate * seconds;
+    let start = Instant::now();
+    let period = Duration::from_secs_f64(1.0 / rate as f64);
+    for i in 0..total {
+        let due = start + period * i as u32;
+        tokio::time::sleep_until(due.into()).await;
+        let _ =
+            queues[i as usize % connections].send((due, bodies[i as usize % bodies.len()].clone()));
+    }
+    drop(queues);
+    let mut latencies = Vec::with_capacity(total as usize);
+    while let Some(l) = done_rx.recv().await {
+        latencies.push(l);
+    }
+    latencies.sort();
+    latencies
+}
+
+/// Closed loop: `connections` each sending back to back for `seconds`; completed req/s.
+async fn max_rate(
+    addr: std::net::SocketAddr,
+    tls: &TlsConnector,
+    bodies: &[Bytes],
+    connections: usize,
+    seconds: u64,
+) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let mut sender = connect(addr, tls).await;
+        let bodies = bodies.to_vec();
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while Instant::now() < deadline {
+                admit(
+                    &mut sender,
+                    bodies[(c * 31 + n as usize) % bodies.len()].clone(),
+                )
+                .await;
+                n += 1;
+            }
+            n
+        }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / start.elapsed().as_secs_f64()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+struct Figures {
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    max_rps: f64,
+    rss_mib: f64,
+    peak_rss_mib: f64,
+}
+
+async fn measure(
+    server: &Server,
+    tls: &TlsConnector,
+    bodies: &[Bytes],
+    seconds: u64,
+    connections: usize,
+) -> Figures {
+    max_rate(server.addr, tls, bodies, connections, 2).await; // warm-up
+    let latencies = fixed_rate(server.addr, tls, bodies, RATE, seconds).await;
+    let max_rps = max_rate(server.addr, tls, bodies, connections, seconds).await;
+    let (rss, peak) = server.rss_mib();
+    Figures {
+        p50_ms: percentile(&latencies, 0.50),
+        p99_ms: percentile(&latencies, 0.99),
+        max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+        max_rps,
+        rss_mib: rss,
+        peak_rss_mib: peak,
+    }
+}
+
+fn drive() {
+    let seconds = env_or("SNUG_BENCH_SECONDS", 10);
+    let profiles = env_or("SNUG_BENCH_PROFILES", 10_000) as usize;
+    let connections = env_or("SNUG_BENCH_CONNECTIONS", 16) as usize;
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = snug_webhook::certs::generate("snug-webhook", "snug-system", 30).unwrap();
+    std::fs::write(dir.path().join("tls.crt"), &bundle.cert_pem).unwrap();
+    std::fs::write(dir.path().join("tls.key"), &bundle.key_pem).unwrap();
+    let written = Instant::now();
+    write_profiles(&dir.path().join("profiles"), profiles);
+    eprintln!(
+        "wrote {profiles} profiles in {:.1}s",
+        written.elapsed().as_secs_f64()
+    );
+    let bodies = review_bodies(profiles);
+    eprintln!("review body: {} bytes", bodies[0].len());
+
+    let mut roots = RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(bundle.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let client = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let tls = TlsConnector::from(Arc::new(client));
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let loaded = Instant::now();
+    let snug = Server::start("snug", dir.path());
+    eprintln!(
+        "snug-webhook up with {profiles} profiles in {:.1}s, RSS {:.1} MiB",
+        loaded.elapsed().as_secs_f64(),
+        snug.rss_mib().0
+    );
+    let baseline = Server::start("baseline", dir.path());
+    let (s, b) = runtime.block_on(async {
+        let b = measure(&baseline, &tls, &bodies, seconds, connections).await;
+        let s = measure(&snug, &tls, &bodies, seconds, connections).await;
+        (s, b)
+    });
+    drop((snug, baseline));
+
+    println!(
+        "\nwebhook benchmark: {profiles} profiles, {seconds}s per phase, {RATE} req/s fixed rate, {connections} connections for max"
+    );
+    println!(
+        "{:<22} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
+        "server", "p50 ms", "p99 ms", "max ms", "max req/s", "RSS MiB", "peak MiB"
+    );
+    for (name, f) in [("allow-everything", &b), ("snug-webhook", &s)] {
+        println!(
+            "{name:<22} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>9.1} {:>9.1}",
+            f.p50_ms, f.p99_ms, f.max_ms, f.max_rps, f.rss_mib, f.peak_rss_mib
+        );
+    }
+    println!(
+        "ratios snug/baseline: p50 {:.2}x, p99 {:.2}x (target <= 1.5x), max req/s {:.2}x (target >= 0.7x); snug peak RSS {:.1} MiB (target <= 64)",
+        s.p50_ms / b.p50_ms,
+        s.p99_ms / b.p99_ms,
+        s.max_rps / b.max_rps,
+        s.peak_rss_mib
+    );
+}

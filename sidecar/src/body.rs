@@ -1,0 +1,178 @@
+//! Measuring a response as it streams: the request is counted (with its class) and its duration
+//! recorded when the last frame leaves, not when the head does. Frames pass through untouched.
+
+use std::{
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Instant,
+};
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+
+use crate::metrics::{Class, PortMetrics, ProtocolMetrics, seconds};
+
+/// One request in flight. Dropped before [`RequestRecord::finish`], it counts as an abort: the
+/// client went away (or the sidecar was stopped) before the response was complete.
+#[derive(Debug)]
+pub struct RequestRecord {
+    metrics: Arc<ProtocolMetrics>,
+    port: Arc<PortMetrics>,
+    started: Instant,
+    done: bool,
+}
+
+impl RequestRecord {
+    /// Starts timing a request whose head was just received.
+    pub fn start(metrics: Arc<ProtocolMetrics>, port: Arc<PortMetrics>) -> Self {
+        Self {
+            metrics,
+            port,
+            started: Instant::now(),
+            done: false,
+        }
+    }
+
+    /// The response head is on its way to the client.
+    pub fn headers_sent(&self) {
+        let elapsed = seconds(self.started.elapsed());
+        self.metrics.response_headers.observe(elapsed);
+    }
+
+    /// The response is complete.
+    pub fn finish(&mut self, class: Class) {
+        if !self.done {
+            self.done = true;
+            let elapsed = seconds(self.started.elapsed());
+            self.metrics.request_duration.observe(elapsed);
+            self.metrics.request(class);
+        }
+    }
+
+    /// The response failed part-way (the app reset it).
+    fn fail(&mut self, kind: &'static str) {
+        if !self.done {
+            self.done = true;
+            self.metrics.request(Class::Error);
+            self.port.proxy_error(kind);
+        }
+    }
+}
+
+impl Drop for RequestRecord {
+    fn drop(&mut self) {
+        self.fail("client_abort");
+    }
+}
+
+/// Where a request's class comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Known from the response head.
+    Known(Class),
+    /// A gRPC call answered 200 without `grpc-status` in its head: the trailers will say.
+    GrpcTrailers,
+}
+
+impl Outcome {
+    /// The outcome of a response head; `grpc` when the request was a gRPC call.
+    pub fn of_head(status: http::StatusCode, headers: &HeaderMap, grpc: bool) -> Self {
+        if !grpc || status != http::StatusCode::OK {
+            return Outcome::Known(Class::of_status(status));
+        }
+        match grpc_status(headers) {
+            Some(class) => Outcome::Known(class),
+            None => Outcome::GrpcTrailers,
+        }
+    }
+}
+
+fn grpc_status(headers: &HeaderMap) -> Option<Class> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Class::of_grpc(code))
+}
+
+pin_project_lite::pin_project! {
+    /// A response body from the app, counted when its last frame passes.
+    #[derive(Debug)]
+    pub struct MeasuredBody {
+        #[pin]
+        inner: Incoming,
+        record: RequestRecord,
+        outcome: Outcome,
+    }
+}
+
+impl MeasuredBody {
+    /// Measures `inner`; an already empty body completes the record at once.
+    pub fn new(inner: Incoming, record: RequestRecord, outcome: Outcome) -> Self {
+        let mut body = Self {
+            inner,
+            record,
+            outcome,
+        };
+        if body.inner.is_end_stream() {
+            let class = body.final_class();
+            body.record.finish(class);
+        }
+        body
+    }
+
+    fn final_class(&self) -> Class {
+        match self.outcome {
+            Outcome::Known(class) => class,
+            Outcome::GrpcTrailers => Class::GrpcServerError,
+        }
+    }
+}
+
+impl Body for MeasuredBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let poll = this.inner.as_mut().poll_frame(cx);
+        let class = |outcome: &Outcome| match outcome {
+            Outcome::Known(class) => *class,
+            Outcome::GrpcTrailers => Class::GrpcServerError,
+        };
+        match &poll {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let (Some(trailers), Outcome::GrpcTrailers) =
+                    (frame.trailers_ref(), *this.outcome)
+                    && let Some(found) = grpc_status(trailers)
+                {
+                    *this.outcome = Outcome::Known(found);
+                }
+                if this.inner.is_end_stream() {
+                    this.record.finish(class(this.outcome));
+                }
+            }
+            Poll::Ready(None) => this.record.finish(class(this.outcome)),
+            Poll::Ready(Some(Err(_))) => this.record.fail("upstream_reset"),
+            Poll::Pending => {}
+        }
+        poll
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

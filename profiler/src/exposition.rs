@@ -106,7 +106,8 @@ fn sample_line<'a>(
     labels: &mut Vec<(&'a str, Cow<'a, str>)>,
 ) -> Result<(&'a str, f64), &'static str> {
     let name_end = line
-        .find(['{', ' ', '\t'])
+        .bytes()
+        .position(|b| matches!(b, b'{' | b' ' | b'\t'))
         .ok_or("sample without a value")?;
     let name = &line[..name_end];
     if !is_metric_name(name) {
@@ -116,8 +117,12 @@ fn sample_line<'a>(
     if let Some(after_brace) = rest.strip_prefix('{') {
         rest = label_set(after_brace, labels)?;
     }
-    // OpenMetrics exemplars follow ` # `; they carry nothing the profiler uses.
-    let rest = rest.split(" # ").next().unwrap_or(rest);
+    // OpenMetrics exemplars follow ` # `; they carry nothing the profiler uses. (A `#` cannot
+    // occur in a value or a timestamp, and label values are behind us.)
+    let rest = match rest.bytes().position(|b| b == b'#') {
+        Some(hash) => &rest[..hash],
+        None => rest,
+    };
     let mut fields = rest.split_whitespace();
     let value = parse_value(fields.next().ok_or("sample without a value")?)?;
     if let Some(timestamp) = fields.next() {
@@ -139,7 +144,10 @@ fn label_set<'a>(
         if let Some(after) = rest.strip_prefix('}') {
             return Ok(after);
         }
-        let eq = rest.find('=').ok_or("label without '='")?;
+        let eq = rest
+            .bytes()
+            .position(|b| b == b'=')
+            .ok_or("label without '='")?;
         let name = rest[..eq].trim();
         if !is_label_name(name) {
             return Err("invalid label name");
@@ -215,15 +223,19 @@ fn parse_value(text: &str) -> Result<f64, &'static str> {
 }
 
 fn is_metric_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    let bytes = name.as_bytes();
+    matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic() || matches!(b, b'_' | b':'))
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':'))
 }
 
 fn is_label_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    let bytes = name.as_bytes();
+    matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic() || *b == b'_')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
 }
 
 #[cfg(test)]

@@ -29,6 +29,10 @@ pub fn sidecar_exposition(traffic: &SidecarTraffic) -> String {
     let durations = Family::<Labels, Histogram>::new_with_constructor(|| {
         Histogram::new(latency::bucket_bounds())
     });
+    let headers = Family::<Labels, Histogram>::new_with_constructor(|| {
+        Histogram::new(latency::bucket_bounds())
+    });
+    let connections = Family::<Labels, Counter>::default();
     let received = Family::<Labels, Counter>::default();
     let sent = Family::<Labels, Counter>::default();
     let peer_requests = Family::<Labels, Counter>::default();
@@ -42,6 +46,17 @@ pub fn sidecar_exposition(traffic: &SidecarTraffic) -> String {
         metrics::REQUEST_DURATION_SECONDS,
         "Request duration",
         durations.clone(),
+    );
+    // Series the profiler does not use, as the sidecar serves them: the parser must skip them.
+    registry.register(
+        metrics::RESPONSE_HEADERS_SECONDS,
+        "Time to response headers",
+        headers.clone(),
+    );
+    registry.register(
+        counter(metrics::CONNECTIONS_OPENED_TOTAL),
+        "Connections accepted",
+        connections.clone(),
     );
     registry.register(
         counter(metrics::PEER_RECEIVED_BYTES_TOTAL),
@@ -72,10 +87,14 @@ pub fn sidecar_exposition(traffic: &SidecarTraffic) -> String {
             .inc_by(*count);
     }
     let histogram = durations.get_or_create(&port(None));
+    let header_histogram = headers.get_or_create(&port(None));
     for duration in &traffic.durations {
         histogram.observe(*duration);
+        header_histogram.observe(duration * 0.8);
     }
-    drop(histogram);
+    drop((histogram, header_histogram));
+    let opened: u64 = traffic.requests.iter().map(|(_, n)| n).sum();
+    connections.get_or_create(&port(None)).inc_by(opened / 10);
     for (peer, rx, tx, reqs) in &traffic.peers {
         let labels: Labels = vec![(metrics::LABEL_PEER, peer.clone())];
         received.get_or_create(&labels).inc_by(*rx);

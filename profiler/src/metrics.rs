@@ -113,6 +113,11 @@ impl Metrics {
         metrics
     }
 
+    /// Metrics registered nowhere, for tools and benchmarks that export none.
+    pub fn detached() -> Self {
+        Metrics::register(&mut Registry::default())
+    }
+
     /// Counts a scrape.
     pub fn scrape(&self, outcome: &str) {
         self.scrapes

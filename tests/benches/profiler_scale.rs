@@ -1,1 +1,324 @@
-fn main() {}
+//! Scale benchmark of the profiler (run by hand, prints figures):
+//!
+//! ```text
+//! cargo bench --workspace --bench profiler_scale               # 10,000 pods / 2,000 workloads
+//! cargo bench --workspace --bench profiler_scale -- 2000 400   # other sizes: pods workloads
+//! ```
+//!
+//! One profiler cycle over synthetic pods: every pod's sidecar is scraped for real over HTTP on
+//! 127.0.0.1 (from a child process of this binary, so the sidecars' CPU is not counted), usage
+//! comes from a synthetic source (two containers per pod), profiles go to a directory store.
+//! Cycle 1 only takes the counters' baselines (and writes every new profile); cycles 2 and 3
+//! fold increments and are the steady state. It prints CPU time per cycle and peak RSS of the
+//! profiler process, and as a baseline measured in the same run, the CPU time of merely
+//! fetching the same bodies with a plain HTTP client (no parsing, no profiling).
+
+// A benchmark harness run by hand: failing loudly on a broken setup is what it should do.
+#![allow(clippy::expect_used)]
+
+use std::{
+    io::{BufRead, BufReader, Write},
+    net::SocketAddr,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::{Request, Response, body::Incoming, service::service_fn};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use procfs::{cpu_seconds, status_mib};
+use snug_api::WorkloadRef;
+use snug_profiler::{
+    cycle::{Context, Profiler},
+    fixture::{SidecarTraffic, sidecar_exposition},
+    metrics::Metrics,
+    model::{ModelSettings, RecommenderFactory},
+    pods::{ContainerInfo, PodInfo, PodSnapshot, PodSource},
+    scrape::Scraper,
+    store::dir::DirStore,
+    usage::{ContainerUsage, UsageReport, UsageSource},
+};
+use snug_recommender::RecommenderKind;
+
+/// CPU time and memory of this process, from procfs.
+mod procfs {
+    /// User + system CPU seconds of this process (USER_HZ = 100).
+    pub fn cpu_seconds() -> f64 {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<f64>().ok())
+                .unwrap_or(0.0)
+        };
+        (ticks(11) + ticks(12)) / 100.0
+    }
+
+    /// A `/proc/self/status` field in MiB (`VmRSS`, `VmHWM`).
+    pub fn status_mib(field: &str) -> f64 {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with(field))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    }
+}
+
+const PEERS_PER_POD: usize = 5;
+const REQUESTS_PER_SCRAPE: u64 = 100;
+
+fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("serve-sidecars") {
+        let pods = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+        return serve_sidecars(pods);
+    }
+    let pods: usize = args.first().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let workloads: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(2_000);
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(bench(pods, workloads));
+}
+
+/// The child process: every pod's sidecar on one listener, `/pod/<i>/metrics`; each scrape of
+/// a pod finds 100 more requests than the last.
+fn serve_sidecars(pods: usize) {
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        println!("{}", listener.local_addr().expect("address"));
+        std::io::stdout().flush().expect("stdout");
+        let scrapes: Arc<Vec<AtomicU64>> = Arc::new((0..pods).map(|_| AtomicU64::new(0)).collect());
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let scrapes = scrapes.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let body = sidecar_body(&scrapes, request.uri().path());
+                    async move {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            body,
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+}
+
+fn sidecar_body(scrapes: &[AtomicU64], path: &str) -> String {
+    let pod: usize = path
+        .split('/')
+        .nth(2)
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0);
+    let n = scrapes
+        .get(pod)
+        .map_or(0, |s| s.fetch_add(1, Ordering::Relaxed))
+        + 1;
+    let requests = REQUESTS_PER_SCRAPE * n;
+    let durations = (0..requests)
+        .map(|i| 0.002 * (1.0 + (i % 50) as f64))
+        .collect();
+    let peers = (0..PEERS_PER_POD)
+        .map(|p| {
+            (
+                pod_ip((pod + p * 7 + 1) % scrapes.len()),
+                300 * requests,
+                3000 * requests,
+                requests,
+            )
+        })
+        .collect();
+    sidecar_exposition(&SidecarTraffic {
+        requests: vec![
+            ("2xx", requests * 97 / 100),
+            ("4xx", requests * 2 / 100),
+            ("5xx", requests / 100),
+        ],
+        durations,
+        peers,
+    })
+}
+
+fn pod_ip(pod: usize) -> String {
+    format!("10.{}.{}.{}", pod / 65536 % 256, pod / 256 % 256, pod % 256)
+}
+
+/// Synthetic pods: `pods` across `workloads` Deployments in 20 namespaces.
+#[derive(Debug)]
+struct SyntheticPods(PodSnapshot);
+
+impl SyntheticPods {
+    fn new(pods: usize, workloads: usize, sidecars: SocketAddr) -> Self {
+        let pods = (0..pods)
+            .map(|i| {
+                let w = i % workloads;
+                Arc::new(PodInfo {
+                    namespace: format!("ns-{}", w % 20),
+                    name: format!("web-{w}-{i}"),
+                    uid: format!("uid-{i}"),
+                    workload: Some(WorkloadRef::new(
+                        "apps/v1",
+                        "Deployment",
+                        &format!("web-{w}"),
+                    )),
+                    ip: pod_ip(i).parse().ok(),
+                    injected: true,
+                    scrape_url: Some(format!("http://{sidecars}/pod/{i}/metrics")),
+                    containers: ["app", "snug-sidecar"]
+                        .map(|name| ContainerInfo {
+                            name: name.into(),
+                            ..Default::default()
+                        })
+                        .to_vec(),
+                })
+            })
+            .collect();
+        SyntheticPods(PodSnapshot { pods })
+    }
+}
+
+impl PodSource for SyntheticPods {
+    fn snapshot(&self) -> PodSnapshot {
+        self.0.clone()
+    }
+}
+
+/// Usage of every pod's two containers, varying by pod and read.
+#[derive(Debug)]
+struct SyntheticUsage {
+    pods: PodSnapshot,
+    reads: AtomicU64,
+}
+
+impl UsageSource for SyntheticUsage {
+    async fn read(&self, namespaces: &[String]) -> UsageReport {
+        let read = self.reads.fetch_add(1, Ordering::Relaxed) as f64;
+        let mut usage = Vec::with_capacity(self.pods.pods.len() * 2);
+        for (i, pod) in self.pods.pods.iter().enumerate() {
+            let wiggle = 1.0 + ((i as f64 + read) % 7.0) / 10.0;
+            for (container, cpu, memory) in [("app", 0.2, 200e6), ("snug-sidecar", 0.01, 20e6)] {
+                usage.push(ContainerUsage {
+                    namespace: pod.namespace.clone(),
+                    pod: pod.name.clone(),
+                    container: container.into(),
+                    cpu_cores: Some(cpu * wiggle),
+                    memory_bytes: Some(memory * wiggle),
+                });
+            }
+        }
+        UsageReport {
+            usage,
+            ok: namespaces.len(),
+            problems: vec![],
+        }
+    }
+}
+
+async fn bench(pods: usize, workloads: usize) {
+    let exe = std::env::current_exe().expect("own path");
+    let mut child = Command::new(exe)
+        .args(["serve-sidecars", &pods.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("sidecar process");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("child stdout"))
+        .read_line(&mut line)
+        .expect("address");
+    let sidecars: SocketAddr = line.trim().parse().expect("sidecar address");
+
+    let baseline = fetch_only(pods, sidecars).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let synthetic = SyntheticPods::new(pods, workloads, sidecars);
+    let usage = SyntheticUsage {
+        pods: synthetic.0.clone(),
+        reads: AtomicU64::new(0),
+    };
+    let ctx = Context {
+        pods: synthetic,
+        usage,
+        store: DirStore::new(dir.path()),
+        scraper: Scraper::new(64, Duration::from_secs(10)),
+        metrics: Metrics::detached(),
+        settings: ModelSettings {
+            recommender: RecommenderFactory::of(RecommenderKind::Snug),
+            min_window: 86400.0,
+            min_samples: 10,
+            refresh: 300.0,
+        },
+    };
+    let mut profiler = Profiler::new(Arc::new(ctx));
+    println!(
+        "profiler scale: {pods} pods, {workloads} workloads, {} usage samples per cycle",
+        pods * 2
+    );
+    println!(
+        "baseline (fetch the {pods} bodies, no parsing): {:.2} s CPU, {:.2} s wall",
+        baseline.0, baseline.1
+    );
+    for cycle in 1..=3 {
+        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let report = profiler.cycle(1_800_000_000.0 + 30.0 * cycle as f64).await;
+        let cpu = cpu_seconds() - cpu;
+        println!(
+            "cycle {cycle}: {cpu:.2} s CPU ({:.1}× baseline), {:.2} s wall, written {}, scrapes ok {} failed {}, RSS {:.0} MiB",
+            cpu / baseline.0.max(0.01),
+            wall.elapsed().as_secs_f64(),
+            report.written,
+            report.scrapes_ok,
+            report.scrapes_failed,
+            status_mib("VmRSS:"),
+        );
+    }
+    println!(
+        "peak RSS {:.0} MiB (targets: ≤ 1 s CPU per cycle, ≤ 256 MiB)",
+        status_mib("VmHWM:")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// CPU and wall seconds to GET every body with a plain client at the same concurrency.
+async fn fetch_only(pods: usize, sidecars: SocketAddr) -> (f64, f64) {
+    use futures::StreamExt;
+    let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http::<Empty<Bytes>>();
+    let (cpu, wall) = (cpu_seconds(), Instant::now());
+    futures::stream::iter(0..pods)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let uri = format!("http://{sidecars}/pod/{i}/metrics")
+                    .parse()
+                    .expect("uri");
+                if let Ok(response) = client.get(uri).await {
+                    let _ = response.into_body().collect().await;
+                }
+            }
+        })
+        .buffer_unordered(64)
+        .collect::<Vec<()>>()
+        .await;
+    (cpu_seconds() - cpu, wall.elapsed().as_secs_f64())
+}

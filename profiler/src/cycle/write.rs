@@ -22,20 +22,24 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
             let Some(model) = self.models.get(key) else {
                 continue;
             };
-            match model.status(at, &self.ctx.settings) {
-                Ok((status, written)) => {
-                    for (container, recommendation) in &written.recommendations {
-                        self.ctx.metrics.set_recommendation(
-                            key,
-                            container,
-                            recommendation.as_ref(),
-                        );
-                    }
-                    if model.worth_writing(&written, &self.ctx.settings) {
-                        due.push((key.clone(), status, written));
-                    }
+            let (mut status, written) = model.status(at, &self.ctx.settings);
+            for (container, recommendation) in &written.recommendations {
+                let recommendation = recommendation.as_ref();
+                self.ctx
+                    .metrics
+                    .set_recommendation(key, container, recommendation);
+            }
+            if !model.worth_writing(&written, &self.ctx.settings) {
+                continue;
+            }
+            // Only statuses that get written carry the checkpoint: encoding (JSON + gzip) is
+            // the dearest part of a status, and most cycles write few.
+            match model.checkpoint().and_then(|c| c.encode()) {
+                Ok(checkpoint) => {
+                    status.checkpoint = Some(checkpoint);
+                    due.push((key.clone(), status, written));
                 }
-                Err(error) => tracing::warn!(workload = %key, %error, "cannot build the status"),
+                Err(error) => tracing::warn!(workload = %key, %error, "cannot checkpoint"),
             }
         }
         let ctx = self.ctx.clone();

@@ -80,12 +80,9 @@ fn format_latency(seconds: f64) -> String {
 }
 
 impl WorkloadModel {
-    /// The status at `at`, and the record to keep if it is written.
-    pub fn status(
-        &self,
-        at: f64,
-        settings: &ModelSettings,
-    ) -> crate::Result<(WorkloadProfileStatus, Written)> {
+    /// The status at `at` (without the checkpoint, which only written statuses need: see
+    /// [`WorkloadModel::checkpoint`]), and the record to keep if it is written.
+    pub fn status(&self, at: f64, settings: &ModelSettings) -> (WorkloadProfileStatus, Written) {
         let recommendations = self.recommendations(at);
         let window = match (self.observed_since, self.last_sample) {
             (Some(first), Some(last)) => (last - first).max(0.0),
@@ -140,9 +137,9 @@ impl WorkloadModel {
             last_sample: self.last_sample.map(time),
             window_seconds: window,
             confidence,
-            checkpoint: Some(self.checkpoint()?.encode()?),
+            checkpoint: None,
         };
-        Ok((status, written))
+        (status, written)
     }
 
     fn summary(&self, written: &Written) -> ProfileSummary {

@@ -49,7 +49,7 @@ fn status_carries_recommendation_distributions_and_ready() {
             Default::default(),
         );
     }
-    let (status, written) = m.status(1200.0, &settings()).unwrap();
+    let (status, written) = m.status(1200.0, &settings());
     assert_eq!(status.samples, 20);
     assert_eq!(status.window_seconds, 190.0);
     assert_eq!(status.confidence, 1.0);
@@ -93,7 +93,7 @@ fn status_carries_recommendation_distributions_and_ready() {
 fn no_recommendation_means_zero_confidence() {
     let mut m = model();
     m.observe_usage(usage(0.0, 0.1, 10.0), "app", Default::default());
-    let (status, written) = m.status(1000.0, &settings()).unwrap();
+    let (status, written) = m.status(1000.0, &settings());
     assert_eq!(status.confidence, 0.0);
     assert!(!written.ready);
     assert_eq!(status.conditions[0].reason, "NoRecommendation");
@@ -107,7 +107,7 @@ fn each_oom_kill_counts_once_and_raises_memory() {
     assert!(m.observe_oom(20.0, "uid1/app/1".into(), "app", Some(128.0 * MIB)));
     assert!(!m.observe_oom(30.0, "uid1/app/1".into(), "app", Some(128.0 * MIB)));
     assert!(m.observe_oom(40.0, "uid1/app/2".into(), "app", Some(128.0 * MIB)));
-    let (status, _) = m.status(50.0, &settings()).unwrap();
+    let (status, _) = m.status(50.0, &settings());
     assert_eq!(status.oom_kills, 2);
     assert_eq!(
         status.containers[0]
@@ -134,16 +134,16 @@ fn writes_on_meaningful_change_or_refresh_only() {
             Default::default(),
         );
     }
-    let (_, first) = m.status(200.0, &s).unwrap();
+    let (_, first) = m.status(200.0, &s);
     assert!(m.worth_writing(&first, &s), "never written");
     m.written = Some(first);
     m.observe_usage(usage(210.0, 0.51, 100.0), "app", Default::default());
-    let (_, small) = m.status(210.0, &s).unwrap();
+    let (_, small) = m.status(210.0, &s);
     assert!(!m.worth_writing(&small, &s), "2% is not worth a write");
     m.observe_usage(usage(220.0, 0.8, 100.0), "app", Default::default());
-    let (_, big) = m.status(220.0, &s).unwrap();
+    let (_, big) = m.status(220.0, &s);
     assert!(m.worth_writing(&big, &s), "60% more CPU is");
-    let (_, later) = m.status(200.0 + s.refresh, &s).unwrap();
+    let (_, later) = m.status(200.0 + s.refresh, &s);
     assert!(m.worth_writing(&later, &s), "refresh interval passed");
 }
 
@@ -154,10 +154,11 @@ fn checkpoint_restores_recommenders_and_counts() {
         m.observe_usage(usage(i as f64, 0.3, 200.0), "app", Default::default());
     }
     m.observe_oom(5.0, "uid/app/1".into(), "app", Some(300.0 * MIB));
-    let (before, _) = m.status(10.0, &settings()).unwrap();
-    let saved = crate::checkpoint::Checkpoint::decode(before.checkpoint.as_ref().unwrap()).unwrap();
+    let (before, _) = m.status(10.0, &settings());
+    let encoded = m.checkpoint().unwrap().encode().unwrap();
+    let saved = crate::checkpoint::Checkpoint::decode(&encoded).unwrap();
     let mut restored = WorkloadModel::restore(m.key.clone(), settings().recommender, saved);
-    let (after, _) = restored.status(10.0, &settings()).unwrap();
+    let (after, _) = restored.status(10.0, &settings());
     assert_eq!(after.containers, before.containers);
     assert_eq!(after.samples, 5);
     assert!(

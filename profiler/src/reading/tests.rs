@@ -80,3 +80,34 @@ fn foreign_bucket_layouts_and_negative_counters_are_invalid() {
     let other = "process_cpu_seconds_total 3.5\n";
     assert_eq!(SidecarReading::parse(other).unwrap().requests, 0.0);
 }
+
+/// Captured from the real `snug-sidecar` binary in front of a static file server: 21 GETs
+/// answered 200 (one from 127.0.0.2), 3 answered 404.
+const REAL_SIDECAR: &str = include_str!("../../tests/data/sidecar-metrics.txt");
+
+#[test]
+fn reads_the_real_sidecar_exposition() {
+    let reading = SidecarReading::parse(REAL_SIDECAR).unwrap();
+    assert_eq!(reading.requests, 24.0);
+    assert_eq!(
+        reading.errors, 0.0,
+        "4xx is the client's error, not the app's"
+    );
+    assert_eq!(*reading.duration_buckets.last().unwrap(), 24.0);
+    assert_eq!(reading.peers["127.0.0.1"].requests, 23.0);
+    assert_eq!(reading.peers["127.0.0.2"].sent_bytes, 190.0);
+    assert_eq!(reading.peers["other"].requests, 0.0);
+    let buckets: Vec<(f64, u64)> = latency::bucket_bounds()
+        .into_iter()
+        .chain([f64::INFINITY])
+        .zip(reading.duration_buckets.iter().map(|c| *c as u64))
+        .scan(0u64, |below, (bound, cumulative)| {
+            let count = cumulative - *below;
+            *below = cumulative;
+            Some((bound, count))
+        })
+        .collect();
+    let mean = 0.102056963 / 24.0;
+    let p50 = latency::quantile(&buckets, 0.5).unwrap();
+    assert!(p50 > 0.0 && p50 < 10.0 * mean, "p50 {p50}, mean {mean}");
+}

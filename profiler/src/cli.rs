@@ -39,6 +39,9 @@ pub enum Command {
     /// Profile one workload on this machine: sidecars by URL, usage from procfs, profiles
     /// written as YAML files (what the local demo and tests use).
     Local(LocalArgs),
+    /// Replay one usage trace through a recommender and print its recommendations as CSV
+    /// (`--score` adds the quality summary); no cluster, no network.
+    Replay(crate::replay::ReplayArgs),
 }
 
 /// The recommender flag's values.
@@ -148,6 +151,11 @@ impl Command {
     /// The configuration these flags describe.
     pub fn config(self) -> Result<Config> {
         Ok(match self {
+            Command::Replay(_) => {
+                return Err(crate::Error::Config(
+                    "replay runs on its own and has no profiler configuration".into(),
+                ));
+            }
             Command::Run(args) => Config::Cluster(RunConfig {
                 interval: args.model.interval,
                 refresh: args.model.refresh,
@@ -197,6 +205,24 @@ fn default_identity() -> String {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn replay_is_a_subcommand_without_a_profiler_config() {
+        let cli = Cli::try_parse_from([
+            "snug-profiler",
+            "replay",
+            "--input",
+            "trace.csv.gz",
+            "--format",
+            "bitbrains",
+            "--recommender",
+            "vpa",
+            "--score",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Replay(_)));
+        assert!(cli.command.config().is_err());
+    }
 
     #[test]
     fn cli_is_consistent() {

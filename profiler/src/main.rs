@@ -12,6 +12,11 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
     match cli.command {
+        Command::Replay(args) => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            snug_profiler::replay::run(args, &mut out)?;
+            std::io::Write::flush(&mut out)?;
+        }
         command @ (Command::Run(_) | Command::Local(_)) => match command.config()? {
             Config::Cluster(config) => run_cluster(config, shutdown()).await?,
             Config::Local(config) => run_local(config, shutdown()).await?,

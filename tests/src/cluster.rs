@@ -82,6 +82,35 @@ impl Cluster {
         &self.kubeconfig
     }
 
+    /// A kubeconfig that acts as ServiceAccount `namespace/name`: the admin impersonates it,
+    /// with the groups a ServiceAccount token carries, so a program run with it has exactly
+    /// what RBAC grants that ServiceAccount and is refused the rest.
+    pub fn kubeconfig_as(&self, namespace: &str, name: &str) -> Result<PathBuf> {
+        let fail = |reason: String| Error::Command {
+            command: format!("kubeconfig for {namespace}/{name}"),
+            reason,
+        };
+        let text =
+            std::fs::read_to_string(&self.kubeconfig).map_err(Error::io(&self.kubeconfig))?;
+        let mut config: serde_json::Value =
+            serde_norway::from_str(&text).map_err(|e| fail(e.to_string()))?;
+        let users = config["users"]
+            .as_array_mut()
+            .ok_or_else(|| fail("the admin kubeconfig has no users".into()))?;
+        for user in users {
+            user["user"]["as"] = format!("system:serviceaccount:{namespace}:{name}").into();
+            user["user"]["as-groups"] = serde_json::json!([
+                "system:serviceaccounts",
+                format!("system:serviceaccounts:{namespace}"),
+                "system:authenticated",
+            ]);
+        }
+        let path = self.dir.join(format!("kubeconfig-{namespace}-{name}"));
+        let yaml = serde_norway::to_string(&config).map_err(|e| fail(e.to_string()))?;
+        std::fs::write(&path, yaml).map_err(Error::io(&path))?;
+        Ok(path)
+    }
+
     /// The run's directory: `logs/` (one file per process), `pki/`, `kubeconfig`, `pids/`.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -22,8 +22,9 @@ pub struct LocalProcess {
 }
 
 impl LocalProcess {
-    /// Starts `binary` with `args`, `KUBECONFIG` pointing at the cluster's admin kubeconfig and
-    /// `env`; output goes to `logs/<name>.log`.
+    /// Starts `binary` with `args` and `env`, `KUBECONFIG` pointing at the cluster's admin
+    /// kubeconfig unless `env` names another; output goes to `logs/<name>.log`, the PID to the cluster's PID directory (so
+    /// `down.sh` stops it too).
     pub fn spawn(
         cluster: &Cluster,
         name: &str,
@@ -31,7 +32,32 @@ impl LocalProcess {
         args: &[String],
         env: &[(&str, String)],
     ) -> Result<Self> {
-        let log = cluster.log_dir().join(format!("{name}.log"));
+        let mut env = env.to_vec();
+        env.insert(
+            0,
+            ("KUBECONFIG", cluster.kubeconfig().display().to_string()),
+        );
+        Self::start(
+            name,
+            binary,
+            args,
+            &env,
+            &cluster.log_dir(),
+            &cluster.pid_dir(),
+        )
+    }
+
+    /// Starts `binary` with `args` and `env` (no cluster); output goes to
+    /// `<log_dir>/<name>.log`, the PID and start time to `<pid_dir>/<name>.pid`.
+    pub fn start(
+        name: &str,
+        binary: &Path,
+        args: &[String],
+        env: &[(&str, String)],
+        log_dir: &Path,
+        pid_dir: &Path,
+    ) -> Result<Self> {
+        let log = log_dir.join(format!("{name}.log"));
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -40,7 +66,6 @@ impl LocalProcess {
         let err = out.try_clone().map_err(Error::io(&log))?;
         let child = tokio::process::Command::new(binary)
             .args(args)
-            .env("KUBECONFIG", cluster.kubeconfig())
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
@@ -52,7 +77,7 @@ impl LocalProcess {
             .kill_on_drop(true)
             .spawn()
             .map_err(Error::io(binary))?;
-        let pid_file = cluster.pid_dir().join(format!("{name}.pid"));
+        let pid_file = pid_dir.join(format!("{name}.pid"));
         if let Some(pid) = child.id() {
             let started = crate::procfs::start_time(pid).unwrap_or_default();
             std::fs::write(&pid_file, format!("{pid} {started}\n"))

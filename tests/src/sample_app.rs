@@ -2,8 +2,9 @@
 //! profiler has something real to measure:
 //!
 //! - `GET /` and `GET /healthz`: `ok`
-//! - `GET /work?cpu_ms=N&memory_mib=M`: spins N ms of CPU, then grows the memory it holds to
-//!   at least M MiB (held until exit, as a leaky cache would)
+//! - `GET /work?cpu_ms=N&memory_mib=M&sleep_ms=S`: spins N ms of CPU, grows the memory it holds
+//!   to at least M MiB (held until exit, as a leaky cache would), then waits S ms before
+//!   answering (as a call to a slow backend would: latency without CPU)
 //! - `GET /status/{code}`: answers with that status (for error ratios)
 //! - `GET /call?url=U`: fetches U from the app's own address, so the callee sees this pod as
 //!   the peer, and answers with the upstream status
@@ -78,6 +79,7 @@ pub async fn run(config: Config) -> std::io::Result<()> {
 async fn work(State(app): State<App>, Query(q): Query<HashMap<String, u64>>) -> String {
     let cpu_ms = q.get("cpu_ms").copied().unwrap_or(0).min(10_000);
     let memory_mib = q.get("memory_mib").copied().unwrap_or(0).min(4096);
+    let sleep_ms = q.get("sleep_ms").copied().unwrap_or(0).min(60_000);
     tokio::task::spawn_blocking(move || spin(Duration::from_millis(cpu_ms)))
         .await
         .unwrap_or_default();
@@ -92,6 +94,7 @@ async fn work(State(app): State<App>, Query(q): Query<HashMap<String, u64>>) -> 
         }
         held.len()
     };
+    tokio::time::sleep(Duration::from_millis(sleep_ms)).await;
     format!("spun {cpu_ms} ms, holding {held} MiB\n")
 }
 

@@ -26,6 +26,16 @@ use crate::{
 /// The webhook configuration the install applies.
 pub const WEBHOOK_MANIFEST: &str = "manifests/base/webhook/mutatingwebhookconfiguration.yaml";
 
+/// The install's namespace, ServiceAccounts and RBAC, applied as they are: the webhook and the
+/// profilers run as their ServiceAccounts, so a permission the manifests lack fails the tests.
+pub const RBAC_MANIFESTS: [&str; 5] = [
+    "manifests/base/namespace.yaml",
+    "manifests/base/webhook/serviceaccount.yaml",
+    "manifests/base/webhook/rbac.yaml",
+    "manifests/base/profiler/serviceaccount.yaml",
+    "manifests/base/profiler/rbac.yaml",
+];
+
 /// The running webhook.
 #[derive(Debug)]
 pub struct Webhook {
@@ -60,12 +70,13 @@ impl Webhook {
             format!("--tls-key={}", tls_dir.join("tls.key").display()),
         ];
         args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let kubeconfig = service_account(cluster, "snug-webhook").await?;
         let process = LocalProcess::spawn(
             cluster,
             "snug-webhook",
             &workspace_binary("snug-webhook")?,
             &args,
-            &[],
+            &[("KUBECONFIG", kubeconfig.display().to_string())],
         )?;
         let webhook = Webhook {
             process,
@@ -109,12 +120,13 @@ impl Profiler {
             format!("--health-listen=127.0.0.1:{health_port}"),
         ];
         args.extend(extra_args.iter().map(|a| (*a).to_owned()));
+        let kubeconfig = service_account(cluster, "snug-profiler").await?;
         let process = LocalProcess::spawn(
             cluster,
             identity,
             &workspace_binary("snug-profiler")?,
             &args,
-            &[],
+            &[("KUBECONFIG", kubeconfig.display().to_string())],
         )?;
         let profiler = Profiler {
             process,
@@ -140,6 +152,22 @@ impl Profiler {
     pub fn log(&self) -> &Path {
         self.process.log()
     }
+}
+
+/// Applies the install's RBAC ([`RBAC_MANIFESTS`]) and returns a kubeconfig acting as
+/// ServiceAccount `snug-system/<name>`.
+async fn service_account(cluster: &Cluster, name: &str) -> Result<PathBuf> {
+    let root = repository_root();
+    let files: Vec<String> = RBAC_MANIFESTS
+        .iter()
+        .map(|f| root.join(f).display().to_string())
+        .collect();
+    let mut args = vec!["apply"];
+    for file in &files {
+        args.extend(["-f", file.as_str()]);
+    }
+    cluster.kubectl(&args).await?;
+    cluster.kubeconfig_as(snug_api::keys::SNUG_NAMESPACE, name)
 }
 
 /// The Service and the webhook configuration from the manifests, pointed at the local webhook:
@@ -172,44 +200,9 @@ async fn register(cluster: &Cluster, port: u16, ca_pem: &str) -> Result<()> {
     Ok(())
 }
 
-/// The MutatingWebhookConfiguration of the install (`manifests/base/webhook/`). Until the
-/// install manifests are in the tree, the same configuration built from the conventions they
-/// follow (one webhook `inject.snug.dev` on Service snug-system/snug-webhook, `/mutate`,
-/// opt-in namespace label, opt-out pod label, failurePolicy Ignore).
+/// The MutatingWebhookConfiguration of the install (`manifests/base/webhook/`).
 fn webhook_configuration() -> Result<MutatingWebhookConfiguration> {
     let path = repository_root().join(WEBHOOK_MANIFEST);
-    if !path.exists() {
-        eprintln!(
-            "[snug cluster] {} not found; using the conventional webhook configuration",
-            path.display()
-        );
-        return Ok(serde_json::from_value(json!({
-            "apiVersion": "admissionregistration.k8s.io/v1",
-            "kind": "MutatingWebhookConfiguration",
-            "metadata": {"name": "snug-webhook"},
-            "webhooks": [{
-                "name": "inject.snug.dev",
-                "admissionReviewVersions": ["v1"],
-                "clientConfig": {"service": {
-                    "name": "snug-webhook", "namespace": snug_api::keys::SNUG_NAMESPACE,
-                    "path": "/mutate", "port": 443,
-                }},
-                "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"],
-                           "resources": ["pods"], "scope": "Namespaced"}],
-                "namespaceSelector": {"matchLabels": {
-                    snug_api::keys::INJECT: snug_api::keys::INJECT_ENABLED,
-                }},
-                "objectSelector": {"matchExpressions": [{
-                    "key": snug_api::keys::INJECT, "operator": "NotIn",
-                    "values": [snug_api::keys::INJECT_DISABLED],
-                }]},
-                "failurePolicy": "Ignore",
-                "sideEffects": "None",
-                "timeoutSeconds": 5,
-                "reinvocationPolicy": "IfNeeded",
-            }],
-        }))?);
-    }
     let text = std::fs::read_to_string(&path).map_err(Error::io(&path))?;
     serde_norway::from_str(&text).map_err(|e| Error::Command {
         command: format!("parse {}", path.display()),

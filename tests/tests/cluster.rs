@@ -137,19 +137,7 @@ async fn cluster_scenarios() {
     };
     let selected = std::env::var("SNUG_CLUSTER_SCENARIOS").unwrap_or_default();
     let wanted = |name: &str| selected.is_empty() || selected.split(',').any(|s| s.trim() == name);
-    let recommends = profiler::recommender_recommends();
     macro_rules! scenario {
-        ($name:literal, $f:path, needs_recommender) => {
-            if wanted($name) && !recommends {
-                eprintln!(
-                    "[scenario] {} NOT RUN: snug-recommender gives no recommendation after two \
-                     minutes of usage, so no profile can become confident during a test run",
-                    $name
-                );
-            } else {
-                scenario!($name, $f);
-            }
-        };
         ($name:literal, $f:path) => {
             if wanted($name) {
                 eprintln!("[scenario] {}", $name);
@@ -182,16 +170,8 @@ async fn cluster_scenarios() {
     scenario!("inject", snug::injection_on_1_20);
     scenario!("profile", profiler::profiler_writes_profiles);
     scenario!("untouched", snug::unlabelled_and_opted_out_untouched);
-    scenario!(
-        "apply-rollout",
-        profiler::rollout_applies_learned_resources,
-        needs_recommender
-    );
-    scenario!(
-        "oom-profile",
-        profiler::oom_kill_raises_memory,
-        needs_recommender
-    );
+    scenario!("apply-rollout", profiler::rollout_applies_learned_resources);
+    scenario!("oom-profile", profiler::oom_kill_raises_memory);
     scenario!("leader", profiler::leader_takeover_keeps_state);
     scenario!(
         "apply-stored-profile",

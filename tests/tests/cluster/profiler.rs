@@ -24,26 +24,6 @@ use super::{
     snug::{PROFILER_ARGS, SHOP, container, named_port},
 };
 
-/// Whether the recommender this tree builds recommends after the usage a test can give it:
-/// two minutes of samples every 2 s (the profiler's interval here). The scenarios about
-/// learned resources need that; a recommender that wants hours of data cannot be tested at
-/// this speed, and those scenarios say so instead of running.
-pub fn recommender_recommends() -> bool {
-    let mut recommender = snug_recommender::RecommenderKind::Snug.build();
-    let mut at = 0.0;
-    while at < 120.0 {
-        recommender.observe(snug_recommender::Usage {
-            at,
-            cpu_cores: Some(0.25),
-            memory_bytes: Some(200.0 * 1024.0 * 1024.0),
-        });
-        at += 2.0;
-    }
-    recommender
-        .recommend(at, &snug_recommender::CurrentResources::default())
-        .is_some()
-}
-
 /// Sends `rounds` requests from the frontend pod to the api's `http` port (the sidecar), so
 /// the api's sidecar sees the frontend as its peer, and a few directly from the test.
 async fn traffic(env: &Env, rounds: usize) -> Result<()> {
@@ -81,7 +61,6 @@ async fn profile(env: &Env, name: &str) -> Option<WorkloadProfile> {
 /// and `kubectl get workloadprofiles` prints it.
 pub async fn profiler_writes_profiles(env: &Env) -> Result<()> {
     drop(env.snug().await?);
-    let recommends = recommender_recommends();
     let written = wait::until(
         "a profile of Deployment/api with traffic and peers",
         PROFILE_PATIENCE,
@@ -101,12 +80,10 @@ pub async fn profiler_writes_profiles(env: &Env) -> Result<()> {
                 .containers
                 .iter()
                 .any(|c| c.name == "app" && c.memory.max > 0.0);
-            // Sized columns need a recommender that recommends (see recommender_recommends).
-            let sized = !recommends
-                || status
-                    .summary
-                    .as_ref()
-                    .is_some_and(|s| !s.cpu.is_empty() && !s.memory.is_empty());
+            let sized = status
+                .summary
+                .as_ref()
+                .is_some_and(|s| !s.cpu.is_empty() && !s.memory.is_empty());
             (has_peer && has_traffic && has_app && sized && status.samples > 0).then_some(p)
         },
     )
@@ -152,15 +129,16 @@ pub async fn profiler_writes_profiles(env: &Env) -> Result<()> {
         );
     }
     ensure!(
-        !summary.latency_p99.is_empty() && !summary.requests_per_second.is_empty(),
+        [
+            &summary.cpu,
+            &summary.memory,
+            &summary.latency_p99,
+            &summary.requests_per_second
+        ]
+        .iter()
+        .all(|v| !v.is_empty()),
         "{summary:?}"
     );
-    if recommends {
-        ensure!(
-            !summary.cpu.is_empty() && !summary.memory.is_empty(),
-            "{summary:?}"
-        );
-    }
     Ok(())
 }
 

@@ -267,6 +267,8 @@ async fn crd_columns_show_real_values(env: &Env) -> Result<()> {
     Ok(())
 }
 
+/// A Deployment of the sample app as a user would write it: a named port (what a Service
+/// targets), probes on that name, requests and a memory limit.
 fn sample_deployment(name: &str, namespace: &str) -> Result<Deployment> {
     Ok(serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -281,7 +283,11 @@ fn sample_deployment(name: &str, namespace: &str) -> Result<Deployment> {
                     "image": SAMPLE_IMAGE,
                     "ports": [{"name": "http", "containerPort": 8080}],
                     "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
-                    "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}},
+                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
+                    "resources": {
+                        "requests": {"cpu": "100m", "memory": "64Mi"},
+                        "limits": {"memory": "512Mi"},
+                    },
                 }]},
             },
         },

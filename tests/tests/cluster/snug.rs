@@ -23,7 +23,7 @@ use snug_e2e::{
     wait::{self, PATIENCE},
 };
 
-use super::{Env, SAMPLE_IMAGE, pod_ip, ready_pods};
+use super::{Env, SAMPLE_IMAGE, pod_ip, ready_pods, sample_deployment};
 
 /// The namespace Snug injects into in these scenarios.
 pub const SHOP: &str = "e2e-snug";
@@ -59,43 +59,12 @@ impl Env {
                 .await?;
             for name in ["api", "frontend"] {
                 Api::<Deployment>::namespaced(self.client(), SHOP)
-                    .create(&PostParams::default(), &snug_deployment(name)?)
+                    .create(&PostParams::default(), &sample_deployment(name, SHOP)?)
                     .await?;
             }
         }
         Ok(snug)
     }
-}
-
-/// A Deployment of the sample app as a user would write it: a named port a Service targets,
-/// probes on that name, requests and a memory limit.
-fn snug_deployment(name: &str) -> Result<Deployment> {
-    deployment_in(SHOP, name)
-}
-
-fn deployment_in(namespace: &str, name: &str) -> Result<Deployment> {
-    Ok(serde_json::from_value(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{
-                    "name": "app",
-                    "image": SAMPLE_IMAGE,
-                    "ports": [{"name": "http", "containerPort": 8080}],
-                    "readinessProbe": {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 1},
-                    "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http"}},
-                    "resources": {
-                        "requests": {"cpu": "100m", "memory": "64Mi"},
-                        "limits": {"memory": "512Mi"},
-                    },
-                }]},
-            },
-        },
-    }))?)
 }
 
 pub fn container<'a>(pod: &'a Pod, name: &str) -> Result<&'a Container> {
@@ -335,7 +304,10 @@ pub async fn apply_mode_sizes_from_stored_profile(env: &Env) -> Result<()> {
     })
     .await?;
     Api::<Deployment>::namespaced(env.client(), namespace)
-        .create(&PostParams::default(), &deployment_in(namespace, "sized")?)
+        .create(
+            &PostParams::default(),
+            &sample_deployment("sized", namespace)?,
+        )
         .await?;
     let pod = ready_pods(env, namespace, "sized", 1).await?.remove(0);
     let app = container(&pod, "app")?;

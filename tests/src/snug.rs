@@ -155,8 +155,8 @@ impl Profiler {
 }
 
 /// Applies the install's RBAC ([`RBAC_MANIFESTS`]) and returns a kubeconfig acting as
-/// ServiceAccount `snug-system/<name>`.
-async fn service_account(cluster: &Cluster, name: &str) -> Result<PathBuf> {
+/// ServiceAccount `snug-system/<name>` (the one Snug's processes are started with).
+pub async fn service_account(cluster: &Cluster, name: &str) -> Result<PathBuf> {
     let root = repository_root();
     let files: Vec<String> = RBAC_MANIFESTS
         .iter()

@@ -178,6 +178,7 @@ async fn cluster_scenarios() {
         snug::apply_mode_sizes_from_stored_profile
     );
     scenario!("webhook-down", snug::webhook_down_pods_still_created);
+    scenario!("rbac", snug::least_privilege);
     env.cluster.passed();
 }
 

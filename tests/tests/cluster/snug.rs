@@ -19,7 +19,7 @@ use kube::{
 use serde_json::json;
 use snug_api::{WorkloadProfile, keys, ports};
 use snug_e2e::{
-    snug::{Profiler, Webhook},
+    snug::{Profiler, Webhook, service_account},
     wait::{self, PATIENCE},
 };
 
@@ -374,5 +374,152 @@ pub async fn webhook_down_pods_still_created(env: &Env) -> Result<()> {
     let ip: IpAddr = pod_ip(&pod)?;
     let answer = snug_e2e::http::get(&format!("http://{ip}:8080/"), None).await?;
     ensure!(answer.status == 200, "{answer:?}");
+    Ok(())
+}
+
+/// The webhook and the profiler run as their ServiceAccounts with the install's RBAC: the
+/// kubeconfigs they are started with are allowed what the programs do, and refused what they
+/// have no business doing (secrets, deleting or creating pods, writing workloads).
+pub async fn least_privilege(env: &Env) -> Result<()> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    // (ServiceAccount, verb, group, resource, subresource, namespace, allowed)
+    let checks: [(&str, &str, &str, &str, &str, &str, bool); 19] = [
+        ("snug-profiler", "watch", "", "pods", "", "", true),
+        ("snug-profiler", "list", "", "namespaces", "", "", true),
+        (
+            "snug-profiler",
+            "list",
+            "metrics.k8s.io",
+            "pods",
+            "",
+            SHOP,
+            true,
+        ),
+        (
+            "snug-profiler",
+            "patch",
+            "snug.dev",
+            "workloadprofiles",
+            "status",
+            SHOP,
+            true,
+        ),
+        (
+            "snug-profiler",
+            "create",
+            "snug.dev",
+            "workloadprofiles",
+            "",
+            SHOP,
+            true,
+        ),
+        (
+            "snug-profiler",
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            "",
+            keys::SNUG_NAMESPACE,
+            true,
+        ),
+        (
+            "snug-profiler",
+            "get",
+            "apps",
+            "deployments",
+            "",
+            SHOP,
+            true,
+        ),
+        ("snug-profiler", "get", "", "secrets", "", SHOP, false),
+        ("snug-profiler", "delete", "", "pods", "", SHOP, false),
+        (
+            "snug-profiler",
+            "update",
+            "apps",
+            "deployments",
+            "",
+            SHOP,
+            false,
+        ),
+        (
+            "snug-profiler",
+            "delete",
+            "snug.dev",
+            "workloadprofiles",
+            "",
+            SHOP,
+            false,
+        ),
+        (
+            "snug-profiler",
+            "update",
+            "coordination.k8s.io",
+            "leases",
+            "",
+            SHOP,
+            false,
+        ),
+        (
+            "snug-webhook",
+            "watch",
+            "snug.dev",
+            "workloadprofiles",
+            "",
+            "",
+            true,
+        ),
+        ("snug-webhook", "watch", "", "namespaces", "", "", true),
+        ("snug-webhook", "list", "", "limitranges", "", "", true),
+        (
+            "snug-webhook",
+            "patch",
+            "snug.dev",
+            "workloadprofiles",
+            "",
+            SHOP,
+            false,
+        ),
+        ("snug-webhook", "list", "", "pods", "", SHOP, false),
+        ("snug-webhook", "get", "", "secrets", "", SHOP, false),
+        ("snug-webhook", "create", "", "pods", "", SHOP, false),
+    ];
+    let mut wrong = Vec::new();
+    for account in ["snug-profiler", "snug-webhook"] {
+        let path = service_account(&env.cluster, account).await?;
+        let kubeconfig = kube::config::Kubeconfig::read_from(&path)?;
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?;
+        let client = kube::Client::try_from(config)?;
+        let reviews = Api::<SelfSubjectAccessReview>::all(client);
+        for (_, verb, group, resource, subresource, namespace, allowed) in
+            checks.iter().filter(|c| c.0 == account)
+        {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        verb: Some((*verb).into()),
+                        group: Some((*group).into()),
+                        resource: Some((*resource).into()),
+                        subresource: Some((*subresource).into()),
+                        namespace: Some((*namespace).into()),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            };
+            let answer = reviews.create(&PostParams::default(), &review).await?;
+            let got = answer.status.is_some_and(|s| s.allowed);
+            if got != *allowed {
+                wrong.push(format!(
+                    "{account} {verb} {group}/{resource}/{subresource} in {namespace:?}: \
+                     allowed={got}, want {allowed}"
+                ));
+            }
+        }
+    }
+    ensure!(wrong.is_empty(), "RBAC:\n{}", wrong.join("\n"));
     Ok(())
 }

@@ -52,14 +52,7 @@ async fn demo_learns_a_profile_and_the_webhook_applies_it() {
         Some("snug-app-http")
     );
     let request = |container: &Container, resource: &str| {
-        let requests = container
-            .resources
-            .as_ref()
-            .unwrap()
-            .requests
-            .as_ref()
-            .unwrap();
-        parse_quantity(&requests[resource]).unwrap()
+        snug_e2e::demo::admit::requested(container, resource).unwrap()
     };
     let recommended = &outcome
         .profile

@@ -29,7 +29,6 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
-use k8s_openapi::api::core::v1::Container;
 use serde_json::Value;
 use snug_api::{WorkloadProfile, WorkloadRef, keys, latency, metrics, quantity::parse_quantity};
 use snug_e2e::{
@@ -280,8 +279,8 @@ async fn sidecar_profiler_and_webhook_as_processes() {
         "no sidecar in the patched pod"
     );
     let app_container = spec.containers.iter().find(|c| c.name == "app").unwrap();
-    assert_eq!(request(app_container, "cpu"), min_cpu);
-    assert_eq!(request(app_container, "memory"), max_memory);
+    assert_eq!(admit::requested(app_container, "cpu"), Some(min_cpu));
+    assert_eq!(admit::requested(app_container, "memory"), Some(max_memory));
     let annotations = patched.metadata.annotations.as_ref().unwrap();
     assert_eq!(
         annotations[keys::PROFILE],
@@ -388,17 +387,6 @@ impl SystemTimeStamp {
 
 fn profile_name() -> String {
     WorkloadRef::new("apps/v1", "Deployment", WORKLOAD).profile_name()
-}
-
-fn request(container: &Container, resource: &str) -> f64 {
-    let requests = container
-        .resources
-        .as_ref()
-        .unwrap()
-        .requests
-        .as_ref()
-        .unwrap();
-    parse_quantity(&requests[resource]).unwrap()
 }
 
 async fn ready(url: &str) {

@@ -163,6 +163,17 @@ pub fn apply(pod: &Value, patch: &json_patch::Patch) -> Result<Pod> {
         .map_err(|e| Failure(format!("the patched pod is not a valid Pod: {e}")))
 }
 
+/// What `container` requests of `resource` (`cpu` in cores, `memory` in bytes), if anything.
+pub fn requested(container: &k8s_openapi::api::core::v1::Container, resource: &str) -> Option<f64> {
+    let quantity = container
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get(resource)?;
+    snug_api::quantity::parse_quantity(quantity).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

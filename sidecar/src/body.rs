@@ -136,7 +136,9 @@ impl MeasuredBody {
         if body.inner.is_end_stream() {
             let class = body.final_class();
             body.record.finish(class);
-            body.lease.take().map(Lease::release);
+            if let Some(lease) = body.lease.take() {
+                lease.release();
+            }
         }
         body
     }
@@ -173,12 +175,16 @@ impl Body for MeasuredBody {
                 }
                 if this.inner.is_end_stream() {
                     this.record.finish(class(this.outcome));
-                    this.lease.take().map(Lease::release);
+                    if let Some(lease) = this.lease.take() {
+                        lease.release();
+                    }
                 }
             }
             Poll::Ready(None) => {
                 this.record.finish(class(this.outcome));
-                this.lease.take().map(Lease::release);
+                if let Some(lease) = this.lease.take() {
+                    lease.release();
+                }
             }
             Poll::Ready(Some(Err(_))) => {
                 this.record.fail("upstream_reset");

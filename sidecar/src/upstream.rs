@@ -125,11 +125,6 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// How many idle connections the pool holds.
-    pub fn idle(&self) -> usize {
-        self.lock().len()
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<AppConnection>> {
         // The vector is consistent whatever a panicking holder was doing.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)

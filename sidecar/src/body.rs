@@ -1,5 +1,7 @@
 //! Measuring a response as it streams: the request is counted (with its class) and its duration
 //! recorded when the last frame leaves, not when the head does. Frames pass through untouched.
+//! At that point an HTTP/1 app connection goes back to its pool; a body dropped or failed before
+//! its end closes the app connection instead.
 
 use std::{
     pin::Pin,
@@ -13,7 +15,10 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::metrics::{Class, PortMetrics, ProtocolMetrics, seconds};
+use crate::{
+    metrics::{Class, PortMetrics, ProtocolMetrics, seconds},
+    upstream::Lease,
+};
 
 /// One request in flight. Dropped before [`RequestRecord::finish`], it counts as an abort: the
 /// client went away (or the sidecar was stopped) before the response was complete.
@@ -109,20 +114,31 @@ pin_project_lite::pin_project! {
         inner: Incoming,
         record: RequestRecord,
         outcome: Outcome,
+        lease: Option<Lease>,
     }
 }
 
 impl MeasuredBody {
-    /// Measures `inner`; an already empty body completes the record at once.
-    pub fn new(inner: Incoming, record: RequestRecord, outcome: Outcome) -> Self {
+    /// Measures `inner`, which comes on the app connection `lease` (HTTP/1); an already empty
+    /// body completes the record (and frees the connection) at once.
+    pub fn new(
+        inner: Incoming,
+        record: RequestRecord,
+        outcome: Outcome,
+        lease: Option<Lease>,
+    ) -> Self {
         let mut body = Self {
             inner,
             record,
             outcome,
+            lease,
         };
         if body.inner.is_end_stream() {
             let class = body.final_class();
             body.record.finish(class);
+            if let Some(lease) = body.lease.take() {
+                lease.release();
+            }
         }
         body
     }
@@ -159,10 +175,21 @@ impl Body for MeasuredBody {
                 }
                 if this.inner.is_end_stream() {
                     this.record.finish(class(this.outcome));
+                    if let Some(lease) = this.lease.take() {
+                        lease.release();
+                    }
                 }
             }
-            Poll::Ready(None) => this.record.finish(class(this.outcome)),
-            Poll::Ready(Some(Err(_))) => this.record.fail("upstream_reset"),
+            Poll::Ready(None) => {
+                this.record.finish(class(this.outcome));
+                if let Some(lease) = this.lease.take() {
+                    lease.release();
+                }
+            }
+            Poll::Ready(Some(Err(_))) => {
+                this.record.fail("upstream_reset");
+                drop(this.lease.take());
+            }
             Poll::Pending => {}
         }
         poll

@@ -1,4 +1,4 @@
-//! The HTTP proxy: hyper on both sides, one app connection per client connection.
+//! The HTTP proxy: hyper on both sides; app connections as [`crate::upstream`] lays out.
 //!
 //! Nothing is added to what passes through: HTTP/1 header case is preserved, the `date` header
 //! hyper's servers add by default is turned off, bodies stream frame by frame (never buffered
@@ -23,7 +23,7 @@ use crate::{
     metrics::{Class, OpenConnection, ProtocolLabel},
     prefixed::PrefixedIo,
     sensor::Sensor,
-    upstream::{Upstream, UpstreamError, Version},
+    upstream::{Lease, Sent, Upstream, UpstreamError, Version},
 };
 
 /// The header naming the sidecar as the source of a response it made itself (a 502).
@@ -49,7 +49,12 @@ pub async fn serve(
     let listener = client.listener.clone();
     let open = Arc::new(listener.port.protocol(label).open_connection());
     let proxy = Proxy {
-        upstream: Arc::new(Upstream::new(listener.app, version, upstream)),
+        upstream: Arc::new(Upstream::new(
+            listener.app,
+            version,
+            upstream,
+            listener.pool.clone(),
+        )),
         client,
         _open: open,
         version,
@@ -153,16 +158,20 @@ impl Proxy {
         .then(|| hyper::upgrade::on(&mut req));
 
         match self.upstream.send(req).await {
-            Ok(mut response) => {
+            Ok(Sent {
+                mut response,
+                mut lease,
+            }) => {
                 record.headers_sent();
                 if response.status() == StatusCode::SWITCHING_PROTOCOLS
                     && let Some(client_upgrade) = client_upgrade
                 {
                     let app_upgrade = hyper::upgrade::on(&mut response);
-                    self.tunnel(client_upgrade, app_upgrade);
+                    // The app connection now belongs to the tunnel.
+                    self.tunnel(client_upgrade, app_upgrade, lease.take());
                 }
                 let outcome = Outcome::of_head(response.status(), response.headers(), grpc);
-                response.map(|body| Either::Left(MeasuredBody::new(body, record, outcome)))
+                response.map(|body| Either::Left(MeasuredBody::new(body, record, outcome, lease)))
             }
             Err(error) => {
                 debug!(%error, "request not forwarded");
@@ -176,7 +185,7 @@ impl Proxy {
     }
 
     /// After a 101, copies bytes both ways between the client and the app until either closes.
-    fn tunnel(&self, client: OnUpgrade, app: OnUpgrade) {
+    fn tunnel(&self, client: OnUpgrade, app: OnUpgrade, lease: Option<Lease>) {
         let proxy = self.clone();
         let lifecycle = self.client.listener.lifecycle.clone();
         lifecycle.tracker.clone().spawn(async move {
@@ -197,7 +206,7 @@ impl Proxy {
                 }
                 () = lifecycle.stop.cancelled() => {}
             }
-            drop(proxy);
+            drop((proxy, lease));
         });
     }
 }

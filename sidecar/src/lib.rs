@@ -73,6 +73,7 @@ impl Sidecar {
             let listener = Listener {
                 port: Arc::new(PortMetrics::new(metrics.clone(), port)),
                 app: SocketAddr::new(config.app_addr, mapping.app),
+                pool: Arc::default(),
                 header_timeout: config.header_timeout,
                 x_forwarded_for: config.x_forwarded_for,
                 lifecycle: lifecycle.clone(),

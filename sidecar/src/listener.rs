@@ -33,6 +33,8 @@ pub struct Listener {
     pub port: Arc<PortMetrics>,
     /// Where the app listens.
     pub app: SocketAddr,
+    /// Idle HTTP/1 connections to the app, shared by this port's client connections.
+    pub pool: Arc<upstream::Pool>,
     /// Time a client has to make its protocol known and send a request head.
     pub header_timeout: Duration,
     /// Add `X-Forwarded-For`.

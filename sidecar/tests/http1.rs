@@ -83,9 +83,14 @@ async fn requests_and_responses_pass_byte_for_byte_and_nothing_is_added() {
         2
     );
 
-    // The app connection closes with the client's.
+    // Between requests the app connection belongs to the port's idle pool, not to the client:
+    // it stays open for the next request when the client leaves.
     drop(client);
-    assert!(matches!(next_event(&mut events).await, AppEvent::Closed));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        events.try_recv().is_err(),
+        "the idle app connection is kept"
+    );
 }
 
 #[tokio::test]
@@ -505,4 +510,47 @@ async fn a_response_cut_short_by_the_app_is_cut_short_for_the_client() {
         ("class", "error"),
     ];
     assert_eq!(count(&metrics, "snug_requests_total", &class), 1);
+}
+
+#[tokio::test]
+async fn idle_keep_alive_clients_do_not_each_hold_an_app_connection() {
+    let clients = snug_sidecar::upstream::MAX_IDLE + 36;
+    let (app, mut events) = raw_http1_app(Some(
+        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
+    ))
+    .await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    let mut held = Vec::new();
+    for _ in 0..clients {
+        let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+        client.write_all(request).await.unwrap();
+        let response = read_http1_message(&mut client, &mut Vec::new()).await;
+        assert!(response.ends_with(b"\r\n\r\nok"));
+        held.push(client);
+    }
+    // Every client connection is open and idle; the app connections they used beyond what the
+    // idle pool keeps are closed.
+    let (mut connected, mut closed) = (0, 0);
+    while connected < clients || connected - closed > snug_sidecar::upstream::MAX_IDLE {
+        match patiently(events.recv()).await.unwrap() {
+            AppEvent::Connected => connected += 1,
+            AppEvent::Closed => closed += 1,
+            AppEvent::Request(_) => {}
+        }
+    }
+    assert_eq!(connected - closed, snug_sidecar::upstream::MAX_IDLE);
+    // Each idle client connection still works, on one of the app connections left open.
+    for client in held.iter_mut().rev().take(3) {
+        client.write_all(request).await.unwrap();
+        let response = read_http1_message(client, &mut Vec::new()).await;
+        assert!(response.ends_with(b"\r\n\r\nok"));
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    while let Ok(event) = events.try_recv() {
+        assert!(
+            !matches!(event, AppEvent::Connected),
+            "a request on an idle client connection opened a new app connection"
+        );
+    }
 }

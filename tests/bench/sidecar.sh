@@ -4,11 +4,13 @@
 #   snug-sidecar      client -> snug-sidecar -> nginx
 #   nginx-proxy       client -> nginx reverse proxy (keep-alive upstream) -> nginx
 #   haproxy-tcp       client -> haproxy mode tcp -> nginx   (the floor for any user-space hop)
-# Prints latency at a fixed rate (HTTP/1.1, 50 connections, ~2,000 req/s), maximum throughput,
-# HTTP/2 figures (h2load) and RSS idle and with 1,000 open connections.
+# Prints latency at a fixed rate (HTTP/1.1, 50 connections, 2,000 req/s, held by oha's rate
+# limiter with latency correction), maximum throughput (wrk), HTTP/2 figures (h2load) and RSS idle
+# and with 1,000 open connections.
 #
 # Usage: tests/bench/sidecar.sh [path/to/release/snug-sidecar]
-# Needs: nginx haproxy wrk nghttp2-client (h2load) python3; run as a user that may raise ulimit -n.
+# Needs: nginx haproxy wrk nghttp2-client (h2load) python3 (apt), oha (cargo install oha);
+# run as a user that may raise ulimit -n.
 # Env: RATE_SECONDS (default 20), MAX_SECONDS (default 10), RATE (default 2000), CONNS (default 50).
 set -euo pipefail
 
@@ -19,8 +21,8 @@ RATE_SECONDS=${RATE_SECONDS:-20}
 MAX_SECONDS=${MAX_SECONDS:-10}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
-for tool in nginx haproxy wrk h2load python3; do
-    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx haproxy wrk nghttp2-client)"; exit 2; }
+for tool in nginx haproxy wrk h2load python3 oha; do
+    command -v "$tool" >/dev/null || { echo "missing $tool (apt-get install nginx haproxy wrk nghttp2-client; cargo install oha)"; exit 2; }
 done
 [ -x "$BIN" ] || { echo "no sidecar binary at $BIN (cargo build --release -p snug-sidecar)"; exit 2; }
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -143,12 +145,6 @@ HOLDER=$(hold_connections $NGINX)
 NGINX_HELD=$(nginx_proxy_rss)
 kill "$HOLDER"; wait "$HOLDER" 2>/dev/null || true
 
-# Pacing per connection: CONNS connections each waiting CONNS*1000/RATE ms after a response.
-DELAY_MS=$(python3 -c "print($CONNS*1000/$RATE)")
-cat > "$WORK/pace.lua" <<LUA
-function delay() return $DELAY_MS end
-LUA
-
 declare -A TARGET=([direct]=$APP [snug-sidecar]=$SNUG [nginx-proxy]=$NGINX [haproxy-tcp]=$HAPROXY)
 declare -A TARGET_H2=([direct]=$APP_H2 [snug-sidecar]=$SNUG_H2 [nginx-proxy]=$NGINX_H2 [haproxy-tcp]=$HAPROXY_H2)
 ORDER=(direct snug-sidecar nginx-proxy haproxy-tcp)
@@ -157,8 +153,11 @@ for name in "${ORDER[@]}"; do
     port=${TARGET[$name]}
     wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" > /dev/null   # warm-up
     echo "== fixed rate: $name"
-    wrk -t1 -c"$CONNS" -d"${RATE_SECONDS}s" --latency -s "$WORK/pace.lua" "http://127.0.0.1:$port/" \
-        | tee "$WORK/rate-$name.txt" | grep -E "Requests/sec|^ +(50|99)%"
+    # oha sends on a schedule (a global rate limiter) rather than after each response, and with
+    # --latency-correction times each request from when it was due, so a stall is not hidden.
+    oha --no-tui --output-format json -z "${RATE_SECONDS}s" -c "$CONNS" -q "$RATE" --latency-correction \
+        "http://127.0.0.1:$port/" > "$WORK/rate-$name.json"
+    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['summary']['requestsPerSec']:.0f} req/s, success {r['summary']['successRate']:.3f}, p50 {r['latencyPercentiles']['p50']*1e3:.3f} ms, p99 {r['latencyPercentiles']['p99']*1e3:.3f} ms\")" "$WORK/rate-$name.json"
 done
 for name in "${ORDER[@]}"; do
     port=${TARGET[$name]}

@@ -127,6 +127,9 @@ pub struct LocalArgs {
     /// Where procfs is mounted.
     #[arg(long, env = "SNUG_PROCFS", default_value = "/proc")]
     pub procfs: PathBuf,
+    /// Where the cgroup filesystem is mounted (CPU throttling and quota of the processes).
+    #[arg(long, env = "SNUG_CGROUPFS", default_value = "/sys/fs/cgroup")]
+    pub cgroupfs: PathBuf,
     /// The workload profiled, as Kind/name.
     #[arg(long, env = "SNUG_WORKLOAD")]
     pub workload: String,
@@ -174,6 +177,7 @@ impl Command {
                 scrape: args.scrape,
                 pids: args.pids,
                 procfs: args.procfs,
+                cgroupfs: args.cgroupfs,
                 namespace: args.namespace,
                 container: args.container,
                 profiles_dir: args.profiles_dir,

@@ -53,6 +53,8 @@ pub struct LocalConfig {
     pub pids: Vec<u32>,
     /// Where procfs is mounted.
     pub procfs: PathBuf,
+    /// Where the cgroup filesystem is mounted.
+    pub cgroupfs: PathBuf,
     /// The workload profiled.
     pub workload: WorkloadRef,
     /// Its namespace.

@@ -22,13 +22,17 @@ use crate::{
     reading::{ReadingDelta, SidecarReading},
     scrape::{ScrapeOutcome, ScrapeTarget, Scraper},
     store::ProfileStore,
-    usage::UsageSource,
+    usage::{ContainerUsage, UsageSource},
 };
 
 /// Profile loads and writes in flight at once.
 const STORE_CONCURRENCY: usize = 16;
 /// A workload without profiled pods for this long is forgotten (its profile stays stored).
 const FORGET_AFTER_SECONDS: f64 = 3600.0;
+/// CPU usage at this share of the container's CPU limit counts as throttled when the source
+/// has no throttling counter: metrics.k8s.io averages over its window, so a container held at
+/// its quota reads just under it.
+const THROTTLED_AT_LIMIT_SHARE: f64 = 0.95;
 
 /// What every cycle needs.
 #[derive(Debug)]
@@ -62,6 +66,8 @@ pub struct CycleReport {
     pub usage_samples: usize,
     /// New OOM kills.
     pub oom_kills: usize,
+    /// Usage samples of containers that were CPU-throttled.
+    pub throttled: usize,
 }
 
 /// The profiler's state between cycles.
@@ -308,6 +314,10 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
             };
             model.observe_usage(sample, &usage.container, current);
             report.usage_samples += 1;
+            if let Some(limit) = throttled_at(&usage, current.cpu_limit) {
+                model.observe_throttling(at, &usage.container, limit);
+                report.throttled += 1;
+            }
         }
     }
 
@@ -334,6 +344,18 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
             model.prune_oom_seen(&live);
         }
     }
+}
+
+/// The CPU limit a container was throttled at, if this sample says it was: the source saw the
+/// kernel throttle it, or its CPU usage reached [`THROTTLED_AT_LIMIT_SHARE`] of the limit in
+/// force (the source's own, else `spec_limit` from the pod spec).
+fn throttled_at(usage: &ContainerUsage, spec_limit: Option<f64>) -> Option<f64> {
+    let limit = usage.cpu_limit.or(spec_limit);
+    let at_limit = matches!((usage.cpu_cores, limit),
+        (Some(cores), Some(limit)) if cores >= THROTTLED_AT_LIMIT_SHARE * limit);
+    // A counter that grew without a limit in sight (a quota on a parent cgroup): the usage is
+    // where the kernel held it.
+    (usage.throttled || at_limit).then(|| limit.or(usage.cpu_cores))?
 }
 
 #[cfg(test)]

@@ -170,7 +170,10 @@ impl WorkloadModel {
             return;
         }
         let model = self.container(container);
-        model.current = current;
+        if model.current != current {
+            model.recommender.applied(&current);
+            model.current = current;
+        }
         if let Some(cpu) = usage.cpu_cores {
             model.cpu.add(cpu);
         }
@@ -202,6 +205,13 @@ impl WorkloadModel {
         let limit = limit.unwrap_or(model.memory.summary().max);
         model.recommender.oom_killed(at, limit);
         true
+    }
+
+    /// The container was CPU-throttled at `at` under a limit of `cpu_limit` cores.
+    pub fn observe_throttling(&mut self, at: f64, container: &str, cpu_limit: f64) {
+        self.container(container)
+            .recommender
+            .throttled(at, cpu_limit);
     }
 
     /// Forgets counted OOM kills of pods that are gone, so the set stays as small as the

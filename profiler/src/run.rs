@@ -45,6 +45,11 @@ async fn serve_health(listen: std::net::SocketAddr, health: Health) -> Result<()
     Ok(())
 }
 
+/// How long a sidecar connection is kept unused: across a missed cycle, not much longer.
+fn keep_connections(interval: Duration) -> Duration {
+    interval * 2 + Duration::from_secs(10)
+}
+
 fn ticker(interval: Duration) -> tokio::time::Interval {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -78,7 +83,8 @@ pub async fn run_cluster(config: RunConfig, shutdown: impl Future<Output = ()>) 
         pods: index.clone(),
         usage: MetricsApiUsage::new(client.clone(), config.usage_timeout),
         store: KubeStore::new(client),
-        scraper: Scraper::new(config.scrape_concurrency, config.scrape_timeout),
+        scraper: Scraper::new(config.scrape_concurrency, config.scrape_timeout)
+            .with_idle_timeout(keep_connections(config.interval)),
         metrics,
         settings: ModelSettings {
             recommender: RecommenderFactory::of(config.recommender),
@@ -149,10 +155,12 @@ pub async fn run_local(config: LocalConfig, shutdown: impl Future<Output = ()>) 
             &config.namespace,
             &pod_name,
             &config.container,
-        ),
+        )
+        .with_cgroup_root(&config.cgroupfs),
         pods,
         store: DirStore::new(&config.profiles_dir),
-        scraper: Scraper::new(4, config.scrape_timeout),
+        scraper: Scraper::new(4, config.scrape_timeout)
+            .with_idle_timeout(keep_connections(config.interval)),
         metrics,
         settings: ModelSettings {
             recommender: RecommenderFactory::of(config.recommender),

@@ -1,13 +1,14 @@
 //! Container CPU and memory usage, read once per cycle: metrics.k8s.io in a cluster, procfs in
 //! local mode.
 
+pub mod cgroup;
 pub mod metrics_api;
 pub mod procfs;
 
 use std::future::Future;
 
 /// One container's usage at the time of the read.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ContainerUsage {
     /// Namespace of the pod.
     pub namespace: String,
@@ -19,6 +20,13 @@ pub struct ContainerUsage {
     pub cpu_cores: Option<f64>,
     /// Working-set memory in bytes.
     pub memory_bytes: Option<f64>,
+    /// Whether the kernel throttled the container's CPU since the previous read (its cgroup's
+    /// `nr_throttled` grew). Sources that cannot tell (metrics.k8s.io) say `false`, and the
+    /// profiler then judges by usage against the limit in the pod spec.
+    pub throttled: bool,
+    /// The CPU limit the source found in force (the cgroup's quota), cores; `None` when there
+    /// is none or the source cannot tell.
+    pub cpu_limit: Option<f64>,
 }
 
 /// How a usage read went, as counted in `snug_profiler_usage_reads_total{outcome}`.

@@ -50,6 +50,7 @@ async fn local_mode_writes_a_profile_with_traffic_and_procfs_usage() {
         scrape: vec![growing_sidecar().await],
         pids: vec![std::process::id()],
         procfs: "/proc".into(),
+        cgroupfs: "/sys/fs/cgroup".into(),
         workload: WorkloadRef::new("apps/v1", "Deployment", "demo"),
         namespace: "demo".into(),
         container: "app".into(),

@@ -8,6 +8,7 @@ use snug_recommender::RecommenderKind;
 use super::*;
 use crate::{
     fixture::{PeakRecommender, SidecarTraffic, sidecar_exposition},
+    model::RecommenderFactory,
     pods::ContainerInfo,
     store::dir::DirStore,
     usage::{ContainerUsage, UsageOutcome, UsageProblem, UsageReport},
@@ -108,6 +109,7 @@ fn usage(pod: &str, cpu: f64, memory_mib: f64) -> ContainerUsage {
         container: "app".into(),
         cpu_cores: Some(cpu),
         memory_bytes: Some(memory_mib * MIB),
+        ..Default::default()
     }
 }
 
@@ -127,6 +129,14 @@ struct Harness<S> {
 }
 
 fn harness<S: ProfileStore>(store: S, pods: Vec<Arc<PodInfo>>) -> Harness<S> {
+    harness_with(store, pods, PeakRecommender::factory(RecommenderKind::Snug))
+}
+
+fn harness_with<S: ProfileStore>(
+    store: S,
+    pods: Vec<Arc<PodInfo>>,
+    recommender: RecommenderFactory,
+) -> Harness<S> {
     let mut registry = Registry::default();
     let metrics = Metrics::register(&mut registry);
     let ctx = Context {
@@ -136,7 +146,7 @@ fn harness<S: ProfileStore>(store: S, pods: Vec<Arc<PodInfo>>) -> Harness<S> {
         scraper: Scraper::new(4, Duration::from_secs(2)),
         metrics,
         settings: ModelSettings {
-            recommender: PeakRecommender::factory(RecommenderKind::Snug),
+            recommender,
             min_window: 20.0,
             min_samples: 3,
             refresh: 300.0,
@@ -404,6 +414,73 @@ async fn a_restarted_profiler_resumes_from_the_directory_store() {
         "512Mi"
     );
     assert_eq!(app.memory.max, 310.0 * MIB);
+}
+
+#[tokio::test]
+async fn throttled_containers_get_more_cpu_from_the_snug_recommender() {
+    // Three Deployments using the same CPU: `capped` sits at its 0.5-core limit (from the pod
+    // spec), `counted` is below its limit but the kernel counted throttled periods (a cgroup
+    // source), `free` has no limit.
+    let deployment = |name: &str| WorkloadKey {
+        namespace: "shop".into(),
+        workload: WorkloadRef::new("apps/v1", "Deployment", name),
+    };
+    let with_cpu_limit = |name: &str, limit: Option<f64>| {
+        let mut pod = (*pod(name, Some(deployment(name).workload), "10.0.0.1", None)).clone();
+        pod.injected = true;
+        pod.containers[0].resources.cpu_limit = limit;
+        Arc::new(pod)
+    };
+    let pods = vec![
+        with_cpu_limit("capped", Some(0.5)),
+        with_cpu_limit("counted", Some(1.0)),
+        with_cpu_limit("free", None),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let mut h = harness_with(
+        DirStore::new(dir.path()),
+        pods,
+        RecommenderFactory::of(RecommenderKind::Snug),
+    );
+    let mut throttled = 0;
+    for i in 0..20 {
+        let cpu = 0.49;
+        h.queue_usage(usage_report(vec![
+            usage("capped", cpu, 100.0),
+            ContainerUsage {
+                throttled: true,
+                ..usage("counted", cpu, 100.0)
+            },
+            usage("free", cpu, 100.0),
+        ]));
+        throttled += h
+            .profiler
+            .cycle(1000.0 + 30.0 * f64::from(i))
+            .await
+            .throttled;
+    }
+    assert_eq!(throttled, 40, "two containers, 20 cycles");
+    let cpu_request = |name: &str| {
+        let model = h.profiler.model(&deployment(name)).unwrap();
+        model.recommendations(1600.0)["app"].unwrap().cpu_request
+    };
+    let (capped, counted, free) = (
+        cpu_request("capped"),
+        cpu_request("counted"),
+        cpu_request("free"),
+    );
+    assert!(capped > free * 1.2, "capped {capped} vs free {free}");
+    assert!(counted > free * 1.2, "counted {counted} vs free {free}");
+    let written = DirStore::new(dir.path())
+        .load(&deployment("capped"))
+        .await
+        .unwrap()
+        .unwrap();
+    let app = &written.status.unwrap().containers[0];
+    let request =
+        snug_api::quantity::parse_quantity(app.recommendation.requests.cpu.as_ref().unwrap())
+            .unwrap();
+    assert!(request > free * 1.2, "the profile carries it: {request}");
 }
 
 mod kube_path;

@@ -3,8 +3,10 @@
 //! in the same directory, then a rename), so a reader never sees half a profile.
 
 use std::{
+    collections::HashMap,
     io::Write,
     path::{Path, PathBuf},
+    sync::{Arc, Mutex},
 };
 
 use k8s_openapi::{apimachinery::pkg::apis::meta::v1::Time, jiff::Timestamp};
@@ -17,12 +19,39 @@ use crate::{Error, Result, pods::WorkloadKey};
 #[derive(Debug, Clone)]
 pub struct DirStore {
     root: PathBuf,
+    /// What the metadata of each file read or written by this store says, so a write need not
+    /// read and parse the file it replaces.
+    known: Arc<Mutex<HashMap<PathBuf, Stored>>>,
+}
+
+/// The metadata a file keeps across writes.
+#[derive(Debug, Clone)]
+struct Stored {
+    resource_version: u64,
+    created: Option<Time>,
+}
+
+impl Stored {
+    fn of(profile: &WorkloadProfile) -> Self {
+        Stored {
+            resource_version: profile
+                .metadata
+                .resource_version
+                .as_deref()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            created: profile.metadata.creation_timestamp.clone(),
+        }
+    }
 }
 
 impl DirStore {
     /// A store rooted at `root` (created on first write).
     pub fn new(root: impl Into<PathBuf>) -> Self {
-        DirStore { root: root.into() }
+        DirStore {
+            root: root.into(),
+            known: Arc::default(),
+        }
     }
 
     /// The file of a workload's profile.
@@ -55,11 +84,19 @@ pub fn read_profile(path: &Path) -> Result<Option<WorkloadProfile>> {
         })
 }
 
-fn write_profile(path: &Path, key: &WorkloadKey, status: &WorkloadProfileStatus) -> Result<()> {
+fn write_profile(
+    path: &Path,
+    key: &WorkloadKey,
+    status: &WorkloadProfileStatus,
+    previous: Option<Stored>,
+) -> Result<Stored> {
     // A file that does not parse is replaced, not fatal: the store owns these files.
-    let previous = read_profile(path).unwrap_or_else(|error| {
-        tracing::warn!(%error, "replacing an unreadable profile file");
-        None
+    let previous = previous.or_else(|| {
+        let read = read_profile(path).unwrap_or_else(|error| {
+            tracing::warn!(%error, "replacing an unreadable profile file");
+            None
+        });
+        read.as_ref().map(Stored::of)
     });
     let mut profile = WorkloadProfile::new(
         &key.workload.profile_name(),
@@ -67,16 +104,15 @@ fn write_profile(path: &Path, key: &WorkloadKey, status: &WorkloadProfileStatus)
             target_ref: key.workload.clone(),
         },
     );
-    let version = previous
-        .as_ref()
-        .and_then(|p| p.metadata.resource_version.as_deref())
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
+    let stored = Stored {
+        resource_version: previous.as_ref().map_or(0, |p| p.resource_version) + 1,
+        created: previous
+            .and_then(|p| p.created)
+            .or_else(|| Some(Time(Timestamp::now()))),
+    };
     profile.metadata.namespace = Some(key.namespace.clone());
-    profile.metadata.resource_version = Some((version + 1).to_string());
-    profile.metadata.creation_timestamp = previous
-        .and_then(|p| p.metadata.creation_timestamp)
-        .or_else(|| Some(Time(Timestamp::now())));
+    profile.metadata.resource_version = Some(stored.resource_version.to_string());
+    profile.metadata.creation_timestamp = stored.created.clone();
     profile.status = Some(status.clone());
     let yaml = serde_norway::to_string(&profile).map_err(|source| Error::Yaml {
         path: path.to_owned(),
@@ -92,21 +128,37 @@ fn write_profile(path: &Path, key: &WorkloadKey, status: &WorkloadProfileStatus)
     let mut file = std::fs::File::create(&temp).map_err(io(&temp))?;
     file.write_all(yaml.as_bytes()).map_err(io(&temp))?;
     file.sync_all().map_err(io(&temp))?;
-    std::fs::rename(&temp, path).map_err(io(path))
+    std::fs::rename(&temp, path).map_err(io(path))?;
+    Ok(stored)
+}
+
+impl DirStore {
+    fn known(&self) -> std::sync::MutexGuard<'_, HashMap<PathBuf, Stored>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 impl ProfileStore for DirStore {
     async fn load(&self, key: &WorkloadKey) -> Result<Option<WorkloadProfile>> {
-        read_profile(&self.path(key))
+        let path = self.path(key);
+        let profile = read_profile(&path)?;
+        if let Some(profile) = &profile {
+            self.known().insert(path, Stored::of(profile));
+        }
+        Ok(profile)
     }
 
     async fn save(&self, key: &WorkloadKey, status: &WorkloadProfileStatus) -> Result<()> {
         let path = self.path(key);
-        let key = key.clone();
-        let status = status.clone();
-        tokio::task::spawn_blocking(move || write_profile(&path, &key, &status))
-            .await
-            .map_err(|e| Error::Checkpoint(format!("profile writer task: {e}")))?
+        let previous = self.known().get(&path).cloned();
+        let (key, status) = (key.clone(), status.clone());
+        let written = tokio::task::spawn_blocking(move || {
+            write_profile(&path, &key, &status, previous).map(|stored| (path, stored))
+        })
+        .await
+        .map_err(|e| Error::Checkpoint(format!("profile writer task: {e}")))??;
+        self.known().insert(written.0, written.1);
+        Ok(())
     }
 }
 
@@ -151,6 +203,13 @@ mod tests {
             ["deployment-web.yaml"],
             "no temp file left behind"
         );
+        // Another store over the same directory (a restarted profiler) goes on from the file.
+        let created = profile.metadata.creation_timestamp;
+        let restarted = DirStore::new(dir.path());
+        restarted.save(&key, &status).await.unwrap();
+        let profile = restarted.load(&key).await.unwrap().unwrap();
+        assert_eq!(profile.metadata.resource_version.as_deref(), Some("3"));
+        assert_eq!(profile.metadata.creation_timestamp, created);
     }
 
     #[tokio::test]

@@ -117,6 +117,7 @@ pub fn container_usage(list: PodMetricsList) -> Vec<ContainerUsage> {
                 cpu_cores: value("cpu"),
                 memory_bytes: value("memory"),
                 container: container.name,
+                ..Default::default()
             });
         }
     }

@@ -2,14 +2,21 @@
 //! `utime + stime` (`/proc/PID/stat`) between two reads; memory is the resident set
 //! (`VmRSS` in `/proc/PID/status`), the closest procfs figure to a container's working set.
 //! Several PIDs are one container: their usage is summed.
+//!
+//! Throttling comes from the processes' cgroups ([`super::cgroup`]): the container was
+//! throttled when `nr_throttled` grew between two reads, and the cgroup's quota is the CPU
+//! limit in force.
 
 use std::{
+    collections::BTreeSet,
     path::{Path, PathBuf},
     sync::Mutex,
     time::Instant,
 };
 
-use super::{ContainerUsage, UsageOutcome, UsageProblem, UsageReport, UsageSource};
+use super::{
+    ContainerUsage, UsageOutcome, UsageProblem, UsageReport, UsageSource, cgroup::CpuCgroup,
+};
 
 /// Clock ticks per second of `/proc/PID/stat` times. The kernel reports them in USER_HZ, which
 /// is 100 on every architecture Snug builds for (it is part of the userspace ABI).
@@ -23,7 +30,16 @@ pub struct ProcfsUsage {
     namespace: String,
     pod: String,
     container: String,
-    last: Mutex<Option<(Instant, f64)>>,
+    cgroup_root: PathBuf,
+    last: Mutex<Option<LastRead>>,
+}
+
+/// What the previous read saw, to turn counters into rates.
+#[derive(Debug, Clone, Copy)]
+struct LastRead {
+    at: Instant,
+    cpu_seconds: f64,
+    nr_throttled: Option<u64>,
 }
 
 impl ProcfsUsage {
@@ -36,8 +52,31 @@ impl ProcfsUsage {
             namespace: namespace.to_owned(),
             pod: pod.to_owned(),
             container: container.to_owned(),
+            cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             last: Mutex::new(None),
         }
+    }
+
+    /// Reads throttling from the cgroup filesystem at `root` (default `/sys/fs/cgroup`).
+    pub fn with_cgroup_root(mut self, root: &Path) -> Self {
+        root.clone_into(&mut self.cgroup_root);
+        self
+    }
+
+    /// Throttled periods and quota (cores) summed over the processes' distinct CPU cgroups;
+    /// each `None` unless every cgroup tells.
+    fn cgroups(&self) -> (Option<u64>, Option<f64>) {
+        let groups: BTreeSet<CpuCgroup> = self
+            .pids
+            .iter()
+            .filter_map(|pid| CpuCgroup::of(&self.root, &self.cgroup_root, *pid))
+            .collect();
+        if groups.is_empty() {
+            return (None, None);
+        }
+        let throttled = groups.iter().map(CpuCgroup::nr_throttled).sum();
+        let quota = groups.iter().map(CpuCgroup::quota_cores).sum();
+        (throttled, quota)
     }
 
     fn read_now(&self, now: Instant) -> UsageReport {
@@ -57,20 +96,32 @@ impl ProcfsUsage {
         if report.ok == 0 {
             return report;
         }
+        let (nr_throttled, cpu_limit) = self.cgroups();
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         // Cores = CPU seconds gained per wall second. A sum that went down (a process exited)
         // gives no reading this time rather than a negative one.
-        let cpu_cores = last.and_then(|(then, seconds)| {
-            let wall = now.duration_since(then).as_secs_f64();
-            (wall > 0.0 && cpu_seconds >= seconds).then(|| (cpu_seconds - seconds) / wall)
+        let cpu_cores = last.and_then(|then| {
+            let wall = now.duration_since(then.at).as_secs_f64();
+            (wall > 0.0 && cpu_seconds >= then.cpu_seconds)
+                .then(|| (cpu_seconds - then.cpu_seconds) / wall)
         });
-        *last = Some((now, cpu_seconds));
+        let throttled = matches!(
+            (last.and_then(|then| then.nr_throttled), nr_throttled),
+            (Some(before), Some(now)) if now > before
+        );
+        *last = Some(LastRead {
+            at: now,
+            cpu_seconds,
+            nr_throttled,
+        });
         report.usage.push(ContainerUsage {
             namespace: self.namespace.clone(),
             pod: self.pod.clone(),
             container: self.container.clone(),
             cpu_cores,
             memory_bytes: Some(memory),
+            throttled,
+            cpu_limit,
         });
         report
     }
@@ -163,6 +214,25 @@ mod tests {
         let second = source.read_now(start + Duration::from_secs(2));
         let cores = second.usage[0].cpu_cores.unwrap();
         assert!((cores - 1.0).abs() < 1e-9, "{cores}");
+    }
+
+    #[test]
+    fn throttling_is_the_growth_of_the_cgroup_counter() {
+        use crate::usage::cgroup::tests::{fake_cgroup_file, fake_v2_group};
+        let (procfs, cgroups) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fake_process(procfs.path(), 10, (100, 50), 1024);
+        fake_cgroup_file(procfs.path(), 10, "0::/app\n");
+        fake_v2_group(cgroups.path(), "app", 4, "150000 100000\n");
+        let source = ProcfsUsage::new(procfs.path(), vec![10], "demo", "app-0", "app")
+            .with_cgroup_root(cgroups.path());
+        let start = Instant::now();
+        let first = &source.read_now(start).usage[0];
+        assert_eq!((first.throttled, first.cpu_limit), (false, Some(1.5)));
+        let second = &source.read_now(start + Duration::from_secs(1)).usage[0];
+        assert!(!second.throttled, "the counter did not move");
+        fake_v2_group(cgroups.path(), "app", 9, "150000 100000\n");
+        let third = &source.read_now(start + Duration::from_secs(2)).usage[0];
+        assert!(third.throttled);
     }
 
     #[test]

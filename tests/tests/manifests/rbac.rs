@@ -38,7 +38,7 @@ pub const RBAC: &[(&str, &str, &str, &[&str])] = &[
     ("snug-profiler", "apps", "replicasets", &["get"]),
     ("snug-profiler", "apps", "statefulsets", &["get"]),
     ("snug-profiler", "apps", "daemonsets", &["get"]),
-    ("snug-profiler", "batch", "jobs", &["get"]),
+    ("snug-profiler", "batch", "jobs", &["get", "list", "watch"]),
     ("snug-profiler", "batch", "cronjobs", &["get"]),
     ("snug-profiler", "argoproj.io", "rollouts", &["get"]),
     (

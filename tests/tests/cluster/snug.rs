@@ -385,8 +385,10 @@ pub async fn least_privilege(env: &Env) -> Result<()> {
         ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
     };
     // (ServiceAccount, verb, group, resource, subresource, namespace, allowed)
-    let checks: [(&str, &str, &str, &str, &str, &str, bool); 19] = [
+    let checks: [(&str, &str, &str, &str, &str, &str, bool); 21] = [
         ("snug-profiler", "watch", "", "pods", "", "", true),
+        ("snug-profiler", "watch", "batch", "jobs", "", "", true),
+        ("snug-profiler", "delete", "batch", "jobs", "", SHOP, false),
         ("snug-profiler", "list", "", "namespaces", "", "", true),
         (
             "snug-profiler",

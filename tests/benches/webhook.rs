@@ -44,11 +44,29 @@ fn env_or(name: &str, default: u64) -> u64 {
 fn main() {
     match std::env::var("SNUG_BENCH_ROLE").as_deref() {
         Ok(role) => serve(role),
+        Err(_) if std::env::var_os("SNUG_BENCH_IN_PROCESS").is_some() => in_process(),
         Err(_) => drive(),
     }
 }
 
 // ---------------------------------------------------------------- servers (child processes)
+
+/// The router a role serves: Snug over the profiles in `dir`, or the baseline.
+fn app(role: &str, dir: &Path) -> axum::Router {
+    if role == "snug" {
+        let profiles = snug_webhook::store::DirProfiles::open(dir.join("profiles"));
+        let admission = snug_webhook::Admission {
+            config: Arc::new(snug_webhook::InjectConfig::default()),
+            native_sidecars: true,
+            profiles,
+            namespaces: Arc::new(snug_webhook::store::NoNamespaces),
+            metrics: snug_webhook::metrics::Metrics::default(),
+        };
+        snug_webhook::router(admission, 4 << 20)
+    } else {
+        snug_webhook::admission::allow_everything_router(4 << 20)
+    }
+}
 
 fn serve(role: &str) {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -59,19 +77,7 @@ fn serve(role: &str) {
         let dir = std::path::PathBuf::from(std::env::var("SNUG_BENCH_DIR").unwrap());
         let cert = snug_webhook::tls::ReloadingCert::load(dir.join("tls.crt"), dir.join("tls.key"))
             .unwrap();
-        let app = if role == "snug" {
-            let profiles = snug_webhook::store::DirProfiles::open(dir.join("profiles"));
-            let admission = snug_webhook::Admission {
-                config: Arc::new(snug_webhook::InjectConfig::default()),
-                native_sidecars: true,
-                profiles,
-                namespaces: Arc::new(snug_webhook::store::NoNamespaces),
-                metrics: snug_webhook::metrics::Metrics::default(),
-            };
-            snug_webhook::router(admission, 4 << 20)
-        } else {
-            snug_webhook::admission::allow_everything_router(4 << 20)
-        };
+        let app = app(role, &dir);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         println!("{}", listener.local_addr().unwrap());
         snug_webhook::server::serve_tls(
@@ -82,6 +88,56 @@ fn serve(role: &str) {
         )
         .await;
     });
+}
+
+/// `SNUG_BENCH_IN_PROCESS=1`: both handlers called in this process, without TLS, HTTP or a
+/// client, one request at a time; prints the CPU time each takes per admission. Steadier
+/// than the load test on a busy machine, and the mode to run under a profiler.
+fn in_process() {
+    use tower::ServiceExt as _;
+    let profiles = env_or("SNUG_BENCH_PROFILES", 10_000) as usize;
+    let iterations = env_or("SNUG_BENCH_ITERATIONS", 200_000);
+    let dir = tempfile::tempdir().unwrap();
+    write_profiles(&dir.path().join("profiles"), profiles);
+    let bodies = review_bodies(profiles);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let mut per_admission = Vec::new();
+    for role in ["baseline", "snug"] {
+        let app = app(role, dir.path());
+        let started = cpu_time();
+        runtime.block_on(async {
+            for i in 0..iterations {
+                let request = http::Request::post("/mutate")
+                    .header("content-type", "application/json")
+                    .body(axum::body::Body::from(
+                        bodies[i as usize % bodies.len()].clone(),
+                    ))
+                    .unwrap();
+                let response = app.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), 200);
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                assert!(body.starts_with(b"{"), "not a review");
+            }
+        });
+        let micros = (cpu_time() - started).as_secs_f64() * 1e6 / iterations as f64;
+        per_admission.push(micros);
+        println!(
+            "{role:<18} {micros:>8.2} µs CPU per admission (in process, {iterations} reviews)"
+        );
+    }
+    println!(
+        "snug/baseline handler cost: {:.2}x",
+        per_admission[1] / per_admission[0]
+    );
+}
+
+/// CPU time this thread has run (the first field of its schedstat, in nanoseconds).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
+    let nanos = stat.split_whitespace().next().unwrap().parse().unwrap();
+    Duration::from_nanos(nanos)
 }
 
 // ---------------------------------------------------------------- setup

@@ -8,7 +8,7 @@ use axum::{
     Json, Router,
     body::Bytes,
     extract::{DefaultBodyLimit, State, rejection::BytesRejection},
-    http::StatusCode,
+    http::{StatusCode, header::CONTENT_TYPE},
     response::{IntoResponse, Response},
     routing::post,
 };
@@ -22,8 +22,7 @@ use serde_json::Value;
 use crate::{
     config::InjectConfig,
     metrics::{Metrics, Outcome},
-    mutate::{self, Decision, Inputs},
-    patch::pod_patch,
+    mutate::{self, Change, Decision, Inputs},
     store::{NamespaceStore, ProfileStore},
 };
 
@@ -109,29 +108,46 @@ fn answer<T: kube::Resource>(
 
 /// The review as JSON, with the patch base64-encoded as the API server requires (kube-core
 /// serializes `patch` as an array of numbers, which `[]byte` in the API server does not take:
-/// kube-rs/kube#1781).
+/// kube-rs/kube#1781). Written in one pass, straight into the response body.
 fn encode(mut response: AdmissionResponse) -> Response {
     use base64::Engine as _;
-    let patch = response.patch.take();
-    let mut review = match serde_json::to_value(response.into_review()) {
-        Ok(review) => review,
+    #[derive(serde::Serialize)]
+    struct Review<'a> {
+        #[serde(rename = "apiVersion")]
+        api_version: &'a str,
+        kind: &'a str,
+        response: Body<'a>,
+    }
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        #[serde(flatten)]
+        response: &'a AdmissionResponse,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        patch: Option<String>,
+    }
+    let patch = response
+        .patch
+        .take()
+        .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+    let review = Review {
+        api_version: &response.types.api_version,
+        kind: &response.types.kind,
+        response: Body {
+            response: &response,
+            patch,
+        },
+    };
+    match serde_json::to_vec(&review) {
+        Ok(json) => ([(CONTENT_TYPE, "application/json")], json).into_response(),
         Err(e) => {
             tracing::error!(error = %e, "response did not encode");
-            return (
+            (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "response did not encode\n",
             )
-                .into_response();
+                .into_response()
         }
-    };
-    if let (Some(patch), Some(body)) = (
-        patch,
-        review.get_mut("response").and_then(Value::as_object_mut),
-    ) {
-        let encoded = base64::engine::general_purpose::STANDARD.encode(patch);
-        body.insert("patch".into(), Value::String(encoded));
     }
-    Json(review).into_response()
 }
 
 /// A well-formed review of a readable pod, read straight into typed structures.
@@ -225,7 +241,7 @@ impl Admission {
             .unwrap_or_default();
         // A bug must not cost anyone their pod: a panic while deciding allows it unchanged.
         let decided =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.patch_for(&namespace, &pod)));
+            std::panic::catch_unwind(AssertUnwindSafe(|| self.patch_for(&namespace, pod)));
         match decided {
             Ok(Ok((Some(patch), warnings, outcome))) => match response.clone().with_patch(patch) {
                 Ok(patched) => (with_warnings(patched, warnings), outcome),
@@ -249,7 +265,7 @@ impl Admission {
     fn patch_for(
         &self,
         namespace: &str,
-        pod: &Pod,
+        pod: Pod,
     ) -> Result<(Option<json_patch::Patch>, Vec<String>, Outcome), Outcome> {
         let inputs = Inputs {
             config: &self.config,
@@ -257,7 +273,11 @@ impl Admission {
             profiles: self.profiles.as_ref(),
             namespaces: self.namespaces.as_ref(),
         };
-        match mutate::decide(inputs, namespace, pod) {
+        let decision = mutate::decide(inputs, namespace, pod).map_err(|e| {
+            tracing::error!(error = %e, "patch value did not serialize");
+            Outcome::Error
+        })?;
+        match decision {
             Decision::Leave {
                 skipped,
                 reason,
@@ -273,14 +293,13 @@ impl Admission {
             }
             Decision::Change(change) => {
                 self.metrics.ports_not_intercepted(change.not_intercepted);
-                let patch = pod_patch(pod, &change.pod).map_err(|e| {
-                    tracing::error!(error = %e, "pod did not serialize");
-                    Outcome::Error
-                })?;
+                let Change {
+                    patch, warnings, ..
+                } = *change;
                 if patch.0.is_empty() {
-                    return Ok((None, change.warnings, Outcome::Unchanged));
+                    return Ok((None, warnings, Outcome::Unchanged));
                 }
-                Ok((Some(patch), change.warnings, Outcome::Patched))
+                Ok((Some(patch), warnings, Outcome::Patched))
             }
         }
     }

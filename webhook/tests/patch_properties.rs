@@ -198,7 +198,7 @@ proptest! {
             namespaces: admission.namespaces.as_ref(),
         };
         let original: Pod = serde_json::from_value(pod.clone()).unwrap();
-        let Decision::Change(change) = decide(inputs, "shop", &original) else {
+        let Decision::Change(change) = decide(inputs, "shop", original).unwrap() else {
             return Err(TestCaseError::fail("patched, but the decision was to leave the pod"));
         };
         prop_assert_eq!(&typed, &change.pod);

@@ -1,5 +1,6 @@
-//! What to do with one pod: the decision (leave it, or change it) and the changed pod. Pure:
-//! everything it needs is passed in, so it is tested without a server or a cluster.
+//! What to do with one pod: the decision (leave it, or change it), the changed pod and the
+//! JSON patch that makes the change, recorded as it is made. Pure: everything it needs is
+//! passed in, so it is tested without a server or a cluster.
 
 mod ports;
 mod resources;
@@ -7,11 +8,13 @@ mod sidecar;
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use json_patch::{Patch, jsonptr::PointerBuf};
 use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
 use snug_api::{Mode, WorkloadProfile, WorkloadRef, keys, ports::SIDECAR_CONTAINER_NAME};
 
 use crate::{
     config::InjectConfig,
+    patch::{PodPatch, container_path, under},
     store::{NamespaceStore, ProfileStore},
 };
 
@@ -56,36 +59,46 @@ pub enum Decision {
         /// Things the pod's owner should know.
         warnings: Vec<String>,
     },
-    /// Replace the pod with this one.
+    /// Change the pod.
     Change(Box<Change>),
 }
 
-/// A changed pod and what to report about it.
+/// A changed pod, the patch that makes the change and what to report about it.
 #[derive(Debug)]
 pub struct Change {
     /// The pod as it should be created.
     pub pod: Pod,
+    /// The operations that turn the pod as sent into [`Change::pod`] (empty when there was
+    /// nothing to change after all).
+    pub patch: Patch,
     /// How many ports the sidecar could not intercept.
     pub not_intercepted: usize,
     /// Things the pod's owner should know.
     pub warnings: Vec<String>,
 }
 
-/// Decides what to do with `pod`, created in `namespace`.
-pub fn decide(inputs: Inputs<'_>, namespace: &str, pod: &Pod) -> Decision {
+/// Decides what to do with `pod`, created in `namespace`, changing it in place if it is to
+/// change. Fails only if a value of the patch does not serialize to JSON.
+pub fn decide(
+    inputs: Inputs<'_>,
+    namespace: &str,
+    mut pod: Pod,
+) -> Result<Decision, serde_json::Error> {
     let mut warnings = Vec::new();
-    let leave = |skipped, reason, warnings| Decision::Leave {
-        skipped,
-        reason,
-        warnings,
+    let leave = |skipped, reason, warnings| {
+        Ok(Decision::Leave {
+            skipped,
+            reason,
+            warnings,
+        })
     };
     if inputs.config.is_excluded(namespace) {
         return leave(true, "namespace excluded", warnings);
     }
-    if opted_out(pod) {
+    if opted_out(&pod) {
         return leave(true, "pod opted out", warnings);
     }
-    let pod_mode = annotation(pod, keys::MODE).and_then(|m| match m.parse::<Mode>() {
+    let pod_mode = annotation(&pod, keys::MODE).and_then(|m| match m.parse::<Mode>() {
         Ok(mode) => Some(mode),
         Err(e) => {
             warnings.push(format!("snug: {e}; using the namespace's mode"));
@@ -98,16 +111,16 @@ pub fn decide(inputs: Inputs<'_>, namespace: &str, pod: &Pod) -> Decision {
     if mode == Mode::Off {
         return leave(true, "mode off", warnings);
     }
-    if already_handled(pod) {
+    if already_handled(&pod) {
         return leave(false, "already injected", warnings);
     }
-    let profile = find_profile(inputs.profiles, namespace, pod);
-    let mut changed = pod.clone();
-    let not_intercepted = inject(inputs, &mut changed, profile.as_deref());
+    let profile = find_profile(inputs.profiles, namespace, &pod);
     let bounds = Bounds::new(
         pod.metadata.annotations.as_ref(),
         inputs.namespaces.limit_max(namespace),
     );
+    let mut patch = PodPatch::new(&pod.metadata);
+    let not_intercepted = inject(inputs, &mut pod, &mut patch, profile.as_deref());
     warnings.extend(
         bounds
             .invalid
@@ -115,13 +128,15 @@ pub fn decide(inputs: Inputs<'_>, namespace: &str, pod: &Pod) -> Decision {
             .map(|b| format!("snug: ignoring bound {b}")),
     );
     if let Some(profile) = &profile {
-        size(&mut changed, profile, mode, &bounds);
+        size(&mut pod, &mut patch, profile, mode, &bounds);
     }
-    Decision::Change(Box::new(Change {
-        pod: changed,
+    let patch = patch.finish(&pod.metadata)?;
+    Ok(Decision::Change(Box::new(Change {
+        pod,
+        patch,
         not_intercepted,
         warnings,
-    }))
+    })))
 }
 
 fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
@@ -207,7 +222,8 @@ fn sidecar_blocker(pod: &Pod, native: bool) -> Option<&'static str> {
     None
 }
 
-/// Indexes of the containers Snug intercepts and sizes.
+/// Indexes of the containers Snug intercepts and sizes (in `spec.containers`, which the webhook
+/// only ever appends to, so they stay valid).
 fn app_containers(pod: &Pod) -> Vec<usize> {
     pod.spec
         .iter()
@@ -220,12 +236,17 @@ fn app_containers(pod: &Pod) -> Vec<usize> {
 }
 
 /// Adds the sidecar (or says why not); returns how many ports were not intercepted.
-fn inject(inputs: Inputs<'_>, pod: &mut Pod, profile: Option<&WorkloadProfile>) -> usize {
+fn inject(
+    inputs: Inputs<'_>,
+    pod: &mut Pod,
+    patch: &mut PodPatch,
+    profile: Option<&WorkloadProfile>,
+) -> usize {
     let mut blocker = sidecar_blocker(pod, inputs.native_sidecars);
     let mut not_intercepted = Vec::new();
     if blocker.is_none() {
         let apps = app_containers(pod);
-        let takeover = ports::take_over(pod, &apps);
+        let takeover = ports::take_over(pod, &apps, patch);
         not_intercepted = takeover.not_intercepted;
         if takeover.taken.is_empty() {
             blocker = Some("no named TCP port to intercept");
@@ -234,34 +255,46 @@ fn inject(inputs: Inputs<'_>, pod: &mut Pod, profile: Option<&WorkloadProfile>) 
             let container =
                 sidecar::sidecar_container(inputs.config, &takeover.taken, profile, native);
             if native {
-                spec.init_containers.get_or_insert_default().push(container);
+                match &mut spec.init_containers {
+                    Some(list) => {
+                        let path = PointerBuf::from_tokens(["spec", "initContainers", "-"]);
+                        patch.add(path, &container);
+                        list.push(container);
+                    }
+                    None => {
+                        let path = PointerBuf::from_tokens(["spec", "initContainers"]);
+                        patch.add(path, &[&container]);
+                        spec.init_containers = Some(vec![container]);
+                    }
+                }
             } else {
+                patch.add(
+                    PointerBuf::from_tokens(["spec", "containers", "-"]),
+                    &container,
+                );
                 spec.containers.push(container);
             }
-            pod.metadata
-                .labels
-                .get_or_insert_default()
-                .insert(keys::INJECTED.into(), "true".into());
+            patch.set_label(&mut pod.metadata, keys::INJECTED, "true".into());
         }
     }
     if let Some(reason) = blocker {
-        annotate(pod, keys::SIDECAR_SKIPPED, reason.into());
+        patch.set_annotation(&mut pod.metadata, keys::SIDECAR_SKIPPED, reason.into());
     }
     if !not_intercepted.is_empty() {
-        annotate(pod, keys::NOT_INTERCEPTED, not_intercepted.join(","));
+        let value = not_intercepted.join(",");
+        patch.set_annotation(&mut pod.metadata, keys::NOT_INTERCEPTED, value);
     }
     not_intercepted.len()
 }
 
-fn annotate(pod: &mut Pod, key: &str, value: String) {
-    pod.metadata
-        .annotations
-        .get_or_insert_default()
-        .insert(key.into(), value);
-}
-
 /// Applies (mode `apply`, confident profile) or records (otherwise) the recommendation.
-fn size(pod: &mut Pod, profile: &WorkloadProfile, mode: Mode, bounds: &Bounds) {
+fn size(
+    pod: &mut Pod,
+    patch: &mut PodPatch,
+    profile: &WorkloadProfile,
+    mode: Mode,
+    bounds: &Bounds,
+) {
     let apps = app_containers(pod);
     let Some(spec) = pod.spec.as_mut() else {
         return;
@@ -280,15 +313,15 @@ fn size(pod: &mut Pod, profile: &WorkloadProfile, mode: Mode, bounds: &Bounds) {
             continue;
         };
         if apply {
-            originals.insert(
-                container.name.clone(),
-                container.resources.clone().unwrap_or_default(),
+            patch.add(
+                under(&container_path("containers", index), ["resources"]),
+                &resources,
             );
-            container.resources = Some(resources.clone());
+            let original = container.resources.replace(resources.clone());
+            originals.insert(container.name.clone(), original.unwrap_or_default());
         }
         planned.insert(container.name.clone(), resources);
     }
-    let annotations = pod.metadata.annotations.get_or_insert_default();
     let profile_ref = format!(
         "{}/{}@{}",
         profile.metadata.namespace.as_deref().unwrap_or_default(),
@@ -299,7 +332,7 @@ fn size(pod: &mut Pod, profile: &WorkloadProfile, mode: Mode, bounds: &Bounds) {
             .as_deref()
             .unwrap_or_default()
     );
-    annotations.insert(keys::PROFILE.into(), profile_ref);
+    patch.set_annotation(&mut pod.metadata, keys::PROFILE, profile_ref);
     let (key, value) = if apply {
         (keys::ORIGINAL_RESOURCES, &originals)
     } else {
@@ -309,7 +342,7 @@ fn size(pod: &mut Pod, profile: &WorkloadProfile, mode: Mode, bounds: &Bounds) {
     if !value.is_empty()
         && let Ok(json) = serde_json::to_string(value)
     {
-        annotations.insert(key.into(), json);
+        patch.set_annotation(&mut pod.metadata, key, json);
     }
 }
 

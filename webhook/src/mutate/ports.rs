@@ -5,6 +5,7 @@
 
 use std::collections::HashSet;
 
+use json_patch::jsonptr::{PointerBuf, Token};
 use k8s_openapi::{
     api::core::v1::{Container, ContainerPort, LifecycleHandler, Pod, Probe},
     apimachinery::pkg::util::intstr::IntOrString,
@@ -13,6 +14,8 @@ use snug_api::{
     PortMapping,
     ports::{ADMIN_PORT, FIRST_INBOUND_PORT, LAST_INBOUND_PORT, RENAMED_PORT_PREFIX},
 };
+
+use crate::patch::{PodPatch, container_path, under};
 
 /// Longest port name Kubernetes accepts (IANA service name).
 const MAX_PORT_NAME: usize = 15;
@@ -33,8 +36,9 @@ pub fn admin_port_free(pod: &Pod) -> bool {
 }
 
 /// Renames the named TCP ports of `app_containers` (indexes into `spec.containers`) and
-/// rewrites their probes and hooks; returns the sidecar's side of it.
-pub fn take_over(pod: &mut Pod, app_containers: &[usize]) -> Takeover {
+/// rewrites their probes and hooks, recording each change in `patch`; returns the sidecar's
+/// side of it.
+pub fn take_over(pod: &mut Pod, app_containers: &[usize], patch: &mut PodPatch) -> Takeover {
     let mut takeover = Takeover::default();
     let Some(spec) = pod.spec.as_mut() else {
         return takeover;
@@ -47,8 +51,9 @@ pub fn take_over(pod: &mut Pod, app_containers: &[usize]) -> Takeover {
         let Some(container) = spec.containers.get_mut(index) else {
             continue;
         };
+        let path = container_path("containers", index);
         let mut renamed = Vec::new();
-        for port in container.ports.iter_mut().flatten() {
+        for (port_index, port) in container.ports.iter_mut().flatten().enumerate() {
             let label = format!("{}:{}", container.name, port.container_port);
             let Some(name) = port.name.clone().filter(|n| !n.is_empty()) else {
                 takeover.not_intercepted.push(label);
@@ -70,11 +75,20 @@ pub fn take_over(pod: &mut Pod, app_containers: &[usize]) -> Takeover {
             };
             let new_name = unique_name(&name, &names);
             names.insert(new_name.clone());
+            let name_path = under(
+                &path,
+                [
+                    Token::new("ports"),
+                    Token::from(port_index),
+                    Token::new("name"),
+                ],
+            );
+            patch.replace(name_path, new_name.clone().into());
             port.name = Some(new_name);
             renamed.push((name.clone(), port.container_port));
             takeover.taken.push((name, PortMapping { listen, app }));
         }
-        rewrite_named_references(container, &renamed);
+        rewrite_named_references(container, &path, &renamed, patch);
     }
     takeover
 }
@@ -126,43 +140,57 @@ fn trim_name(name: &str, max: usize) -> String {
     cut.trim_end_matches('-').to_owned()
 }
 
-fn rewrite_named_references(container: &mut Container, renamed: &[(String, i32)]) {
+/// Probes and lifecycle hooks of `container` (at `path`) that name a renamed port get its
+/// number instead.
+fn rewrite_named_references(
+    container: &mut Container,
+    path: &PointerBuf,
+    renamed: &[(String, i32)],
+    patch: &mut PodPatch,
+) {
     if renamed.is_empty() {
         return;
     }
-    let numeric = |port: &mut IntOrString| {
+    let mut numeric = |port: &mut IntOrString, at: &[&str]| {
         if let IntOrString::String(name) = port
-            && let Some((_, number)) = renamed.iter().find(|(n, _)| n == name)
+            && let Some(&(_, number)) = renamed.iter().find(|(n, _)| n == name)
         {
-            *port = IntOrString::Int(*number);
+            *port = IntOrString::Int(number);
+            patch.replace(
+                under(path, at.iter().copied().chain(["port"])),
+                number.into(),
+            );
         }
     };
-    let probe = |probe: &mut Option<Probe>| {
-        if let Some(p) = probe {
-            if let Some(h) = p.http_get.as_mut() {
-                numeric(&mut h.port);
-            }
-            if let Some(t) = p.tcp_socket.as_mut() {
-                numeric(&mut t.port);
-            }
+    let probes: [(&str, &mut Option<Probe>); 3] = [
+        ("livenessProbe", &mut container.liveness_probe),
+        ("readinessProbe", &mut container.readiness_probe),
+        ("startupProbe", &mut container.startup_probe),
+    ];
+    for (field, probe) in probes {
+        let Some(probe) = probe else { continue };
+        if let Some(get) = probe.http_get.as_mut() {
+            numeric(&mut get.port, &[field, "httpGet"]);
         }
-    };
-    probe(&mut container.liveness_probe);
-    probe(&mut container.readiness_probe);
-    probe(&mut container.startup_probe);
-    let hook = |handler: &mut Option<LifecycleHandler>| {
-        if let Some(h) = handler {
-            if let Some(g) = h.http_get.as_mut() {
-                numeric(&mut g.port);
-            }
-            if let Some(t) = h.tcp_socket.as_mut() {
-                numeric(&mut t.port);
-            }
+        if let Some(tcp) = probe.tcp_socket.as_mut() {
+            numeric(&mut tcp.port, &[field, "tcpSocket"]);
         }
+    }
+    let Some(lifecycle) = container.lifecycle.as_mut() else {
+        return;
     };
-    if let Some(lifecycle) = container.lifecycle.as_mut() {
-        hook(&mut lifecycle.post_start);
-        hook(&mut lifecycle.pre_stop);
+    let hooks: [(&str, &mut Option<LifecycleHandler>); 2] = [
+        ("postStart", &mut lifecycle.post_start),
+        ("preStop", &mut lifecycle.pre_stop),
+    ];
+    for (field, hook) in hooks {
+        let Some(hook) = hook else { continue };
+        if let Some(get) = hook.http_get.as_mut() {
+            numeric(&mut get.port, &["lifecycle", field, "httpGet"]);
+        }
+        if let Some(tcp) = hook.tcp_socket.as_mut() {
+            numeric(&mut tcp.port, &["lifecycle", field, "tcpSocket"]);
+        }
     }
 }
 

@@ -68,14 +68,19 @@ impl World {
             profiles: &self.profiles,
             namespaces: &self.namespaces,
         };
-        decide(inputs, namespace, pod)
+        decide(inputs, namespace, pod.clone()).unwrap()
     }
 
+    /// The change, after checking that its patch makes exactly that change to the pod as sent.
     fn change(&self, namespace: &str, pod: &Pod) -> Change {
-        match self.decide(namespace, pod) {
+        let change = match self.decide(namespace, pod) {
             Decision::Change(change) => *change,
             other => panic!("expected a change, got {other:?}"),
-        }
+        };
+        let mut patched = serde_json::to_value(pod).unwrap();
+        json_patch::patch(&mut patched, &change.patch).unwrap();
+        assert_eq!(patched, serde_json::to_value(&change.pod).unwrap());
+        change
     }
 }
 

@@ -19,8 +19,30 @@ type Key = (String, String);
 #[derive(Debug)]
 pub struct DirProfiles {
     root: PathBuf,
-    profiles: RwLock<HashMap<Key, (PathBuf, Arc<WorkloadProfile>)>>,
+    profiles: RwLock<Profiles>,
     files: Mutex<HashMap<PathBuf, FileStamp>>,
+}
+
+/// The profiles, with the file each came from, and the reverse index that keeps a rescan of
+/// many files linear.
+#[derive(Debug, Default)]
+struct Profiles {
+    by_key: HashMap<Key, (PathBuf, Arc<WorkloadProfile>)>,
+    by_path: HashMap<PathBuf, Key>,
+}
+
+impl Profiles {
+    /// Drops the profile `path` holds, if it still holds one; returns whether it did.
+    fn remove_file(&mut self, path: &Path) -> bool {
+        let Some(key) = self.by_path.remove(path) else {
+            return false;
+        };
+        let held = self.by_key.get(&key).is_some_and(|(p, _)| p == path);
+        if held {
+            self.by_key.remove(&key);
+        }
+        held
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,13 +129,15 @@ impl DirProfiles {
             return report;
         };
         for path in gone {
-            let before = profiles.len();
-            profiles.retain(|_, (p, _)| *p != path);
-            report.removed += before - profiles.len();
+            report.removed += usize::from(profiles.remove_file(&path));
         }
         for (path, (key, profile)) in loaded {
-            profiles.retain(|k, (p, _)| *p != path || *k == key);
-            profiles.insert(key, (path, Arc::new(profile)));
+            // A file now naming another profile gives up the one it named before.
+            if profiles.by_path.get(&path).is_some_and(|k| *k != key) {
+                profiles.remove_file(&path);
+            }
+            profiles.by_path.insert(path.clone(), key.clone());
+            profiles.by_key.insert(key, (path, Arc::new(profile)));
             report.loaded += 1;
         }
         report
@@ -179,6 +203,7 @@ impl ProfileStore for DirProfiles {
         let profiles = self.profiles.read().ok()?;
         // A tuple key needs owned strings to look up; two small allocations per admission.
         profiles
+            .by_key
             .get(&(namespace.to_owned(), name.to_owned()))
             .map(|(_, p)| p.clone())
     }
@@ -188,7 +213,7 @@ impl ProfileStore for DirProfiles {
     }
 
     fn len(&self) -> usize {
-        self.profiles.read().map(|p| p.len()).unwrap_or(0)
+        self.profiles.read().map(|p| p.by_key.len()).unwrap_or(0)
     }
 }
 

@@ -127,15 +127,8 @@ async fn sidecar_profiler_and_webhook_as_processes() {
     for driver in load {
         tallies.push(driver.await.unwrap());
     }
-    for (tally, (peer, rate)) in tallies.iter().zip(PEERS) {
+    for (tally, (peer, _)) in tallies.iter().zip(PEERS) {
         assert_eq!(tally.failed, 0, "{peer}: requests failed");
-        // The generator held its rate (a starved test machine would void the rate figure).
-        let expected = f64::from(rate) * LOAD.as_secs_f64();
-        assert!(
-            (tally.latencies.len() as f64 - expected).abs() <= 0.02 * expected,
-            "{peer}: {} requests sent, {expected} planned",
-            tally.latencies.len()
-        );
     }
 
     // Bytes and requests per peer: the sidecar's counters against the clients' own counts.

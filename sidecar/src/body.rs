@@ -93,6 +93,15 @@ impl Outcome {
             None => Outcome::GrpcTrailers,
         }
     }
+
+    /// The class to count once the response is complete: a gRPC call whose trailers never
+    /// said otherwise is a server error.
+    fn final_class(self) -> Class {
+        match self {
+            Outcome::Known(class) => class,
+            Outcome::GrpcTrailers => Class::GrpcServerError,
+        }
+    }
 }
 
 fn grpc_status(headers: &HeaderMap) -> Option<Class> {
@@ -134,20 +143,17 @@ impl MeasuredBody {
             lease,
         };
         if body.inner.is_end_stream() {
-            let class = body.final_class();
-            body.record.finish(class);
-            if let Some(lease) = body.lease.take() {
-                lease.release();
-            }
+            complete(&mut body.record, body.outcome, &mut body.lease);
         }
         body
     }
+}
 
-    fn final_class(&self) -> Class {
-        match self.outcome {
-            Outcome::Known(class) => class,
-            Outcome::GrpcTrailers => Class::GrpcServerError,
-        }
+/// The response passed on whole: count it and give its app connection back to the pool.
+fn complete(record: &mut RequestRecord, outcome: Outcome, lease: &mut Option<Lease>) {
+    record.finish(outcome.final_class());
+    if let Some(lease) = lease.take() {
+        lease.release();
     }
 }
 
@@ -161,10 +167,6 @@ impl Body for MeasuredBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         let mut this = self.project();
         let poll = this.inner.as_mut().poll_frame(cx);
-        let class = |outcome: &Outcome| match outcome {
-            Outcome::Known(class) => *class,
-            Outcome::GrpcTrailers => Class::GrpcServerError,
-        };
         match &poll {
             Poll::Ready(Some(Ok(frame))) => {
                 if let (Some(trailers), Outcome::GrpcTrailers) =
@@ -174,18 +176,10 @@ impl Body for MeasuredBody {
                     *this.outcome = Outcome::Known(found);
                 }
                 if this.inner.is_end_stream() {
-                    this.record.finish(class(this.outcome));
-                    if let Some(lease) = this.lease.take() {
-                        lease.release();
-                    }
+                    complete(this.record, *this.outcome, this.lease);
                 }
             }
-            Poll::Ready(None) => {
-                this.record.finish(class(this.outcome));
-                if let Some(lease) = this.lease.take() {
-                    lease.release();
-                }
-            }
+            Poll::Ready(None) => complete(this.record, *this.outcome, this.lease),
             Poll::Ready(Some(Err(_))) => {
                 this.record.fail("upstream_reset");
                 drop(this.lease.take());

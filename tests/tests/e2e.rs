@@ -107,7 +107,7 @@ async fn sidecar_profiler_and_webhook_as_processes() {
         .collect();
     let generated: f64 = PEERS.iter().map(|(_, rate)| f64::from(*rate)).sum();
     tokio::time::sleep(LOAD / 2).await;
-    let seen = run.profile_written_after(SystemTimeStamp::now()).await;
+    let seen = run.next_profile_with_traffic().await;
     let rate = seen.status.as_ref().unwrap().traffic.as_ref().unwrap();
     assert!(
         started.elapsed() < LOAD,
@@ -337,14 +337,15 @@ impl Run {
         serde_norway::from_str(&text).ok()
     }
 
-    /// The first profile with traffic written after `since`.
-    async fn profile_written_after(&self, since: SystemTimeStamp) -> WorkloadProfile {
+    /// The first profile with traffic written from now on.
+    async fn next_profile_with_traffic(&self) -> WorkloadProfile {
+        let since = std::time::SystemTime::now();
         wait::until(
             "a profile with traffic",
             Duration::from_secs(10),
             || async {
                 let modified = std::fs::metadata(self.path()).ok()?.modified().ok()?;
-                (modified > since.0)
+                (modified > since)
                     .then(|| self.profile())
                     .flatten()
                     .filter(|p| {
@@ -366,15 +367,6 @@ impl Run {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}; last: {:?}", self.profile().and_then(|p| p.status)))
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct SystemTimeStamp(std::time::SystemTime);
-
-impl SystemTimeStamp {
-    fn now() -> Self {
-        SystemTimeStamp(std::time::SystemTime::now())
     }
 }
 

@@ -64,18 +64,12 @@ mod procfs {
 
     impl Cpu {
         pub fn now() -> Self {
-            let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-            let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-            let fields: Vec<&str> = after.split_whitespace().collect();
-            let ticks = |i: usize| {
-                fields
-                    .get(i)
-                    .and_then(|f| f.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            };
+            let (user, system) =
+                snug_e2e::procfs::cpu_ticks(std::process::id()).unwrap_or_default();
+            let seconds = |ticks: u64| ticks as f64 / snug_e2e::procfs::TICKS_PER_SECOND;
             Cpu {
-                user: ticks(11) / 100.0,
-                system: ticks(12) / 100.0,
+                user: seconds(user),
+                system: seconds(system),
             }
         }
 

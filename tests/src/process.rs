@@ -23,8 +23,8 @@ pub struct LocalProcess {
 
 impl LocalProcess {
     /// Starts `binary` with `args` and `env`, `KUBECONFIG` pointing at the cluster's admin
-    /// kubeconfig unless `env` names another; output goes to `logs/<name>.log`, the PID to the cluster's PID directory (so
-    /// `down.sh` stops it too).
+    /// kubeconfig unless `env` names another; output goes to `logs/<name>.log`, the PID to the
+    /// cluster's PID directory (so `down.sh` stops it too).
     pub fn spawn(
         cluster: &Cluster,
         name: &str,

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 /// Clock ticks per second of `/proc/PID/stat` times. `USER_HZ` is fixed at 100 on every Linux
 /// architecture the tests run on (the kernel converts to it for user space).
-const TICKS_PER_SECOND: f64 = 100.0;
+pub const TICKS_PER_SECOND: f64 = 100.0;
 
 /// One reading of a process's counters.
 #[derive(Debug, Clone, Copy)]
@@ -18,15 +18,21 @@ pub struct Sample {
     pub rss_bytes: u64,
 }
 
-/// Reads the counters of `pid`; `None` once the process is gone.
-pub fn sample(pid: u32) -> Option<Sample> {
+/// User and system CPU time of `pid`, in ticks; `None` once the process is gone.
+pub fn cpu_ticks(pid: u32) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name is in parentheses and may hold spaces: count fields after the last ')'.
     let after = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after.split_whitespace().collect();
+    let mut fields = after.split_whitespace();
     // Fields 14 (utime) and 15 (stime) of the full line are 12 and 13 after the name.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
+    let utime = fields.nth(11)?.parse().ok()?;
+    let stime = fields.next()?.parse().ok()?;
+    Some((utime, stime))
+}
+
+/// Reads the counters of `pid`; `None` once the process is gone.
+pub fn sample(pid: u32) -> Option<Sample> {
+    let (utime, stime) = cpu_ticks(pid)?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let rss_kib: u64 = status
         .lines()

@@ -47,35 +47,52 @@ impl WorkloadRef {
     /// - owned by a StatefulSet, DaemonSet, Job or any other controller → that controller;
     /// - no controller → the pod itself (by `generateName` stem when set, else its name).
     pub fn from_pod(meta: &ObjectMeta) -> Option<Self> {
-        let owner = meta
-            .owner_references
-            .iter()
-            .flatten()
-            .find(|o| o.controller == Some(true))
-            .or_else(|| meta.owner_references.iter().flatten().next());
+        let owners = meta.owner_references.iter().flatten().map(|o| OwnerParts {
+            api_version: &o.api_version,
+            kind: &o.kind,
+            name: &o.name,
+            controller: o.controller == Some(true),
+        });
+        let hash = meta
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("pod-template-hash"))
+            .map(String::as_str);
+        Self::from_pod_parts(
+            owners,
+            hash,
+            meta.generate_name.as_deref(),
+            meta.name.as_deref(),
+        )
+    }
+
+    /// [`WorkloadRef::from_pod`] from the parts of the pod's metadata it reads, borrowed from
+    /// wherever the caller holds them: the ownerReferences, the `pod-template-hash` label,
+    /// `generateName` and `name`.
+    pub fn from_pod_parts<'a>(
+        owners: impl Iterator<Item = OwnerParts<'a>> + Clone,
+        pod_template_hash: Option<&str>,
+        generate_name: Option<&str>,
+        name: Option<&str>,
+    ) -> Option<Self> {
+        let owner = owners
+            .clone()
+            .find(|o| o.controller)
+            .or_else(|| owners.clone().next());
         let Some(owner) = owner else {
-            let name = meta
-                .generate_name
-                .as_deref()
+            let name = generate_name
                 .map(|stem| stem.trim_end_matches('-'))
                 .filter(|stem| !stem.is_empty())
-                .or(meta.name.as_deref())?;
+                .or(name)?;
             return Some(WorkloadRef::new("v1", "Pod", name));
         };
-        if owner.kind == "ReplicaSet" && owner.api_version.starts_with("apps/") {
-            let hash = meta
-                .labels
-                .as_ref()
-                .and_then(|l| l.get("pod-template-hash"));
-            if let Some(deployment) = hash.and_then(|h| strip_suffix(&owner.name, h)) {
-                return Some(WorkloadRef::new("apps/v1", "Deployment", deployment));
-            }
+        if owner.kind == "ReplicaSet"
+            && owner.api_version.starts_with("apps/")
+            && let Some(deployment) = pod_template_hash.and_then(|h| strip_suffix(owner.name, h))
+        {
+            return Some(WorkloadRef::new("apps/v1", "Deployment", deployment));
         }
-        Some(WorkloadRef::new(
-            &owner.api_version,
-            &owner.kind,
-            &owner.name,
-        ))
+        Some(WorkloadRef::new(owner.api_version, owner.kind, owner.name))
     }
 
     /// For a Job owned by a CronJob (as seen on the Job's own ownerReferences), the CronJob.
@@ -86,6 +103,19 @@ impl WorkloadRef {
             .find(|o| o.kind == "CronJob")
             .map(|o| WorkloadRef::new(&o.api_version, &o.kind, &o.name))
     }
+}
+
+/// The fields of one ownerReference that decide a pod's workload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerParts<'a> {
+    /// `apiVersion`.
+    pub api_version: &'a str,
+    /// `kind`.
+    pub kind: &'a str,
+    /// `name`.
+    pub name: &'a str,
+    /// `controller: true`.
+    pub controller: bool,
 }
 
 impl std::fmt::Display for WorkloadRef {

@@ -2,7 +2,11 @@
 //! refused: garbage gets a 400 (the API server then applies `failurePolicy: Ignore`), anything
 //! readable but unexpected is allowed unchanged with a warning.
 
-use std::{panic::AssertUnwindSafe, sync::Arc, time::Instant};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use axum::{
     Json, Router,
@@ -12,18 +16,20 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
-use k8s_openapi::api::core::v1::Pod;
 use kube::core::{
-    DynamicObject,
-    admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation},
+    DynamicObject, Status,
+    admission::{AdmissionRequest, AdmissionReview, Operation},
 };
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
     config::InjectConfig,
     metrics::{Metrics, Outcome},
     mutate::{self, Change, Decision, Inputs},
+    patch::push_str,
     store::{NamespaceStore, ProfileStore},
+    view::{PodView, Str},
 };
 
 /// The API version of the reviews the webhook is registered for.
@@ -56,7 +62,6 @@ async fn mutate(
     State(admission): State<Admission>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let started = Instant::now();
     let body = match body {
         Ok(body) => body,
         Err(rejection) => {
@@ -69,194 +74,217 @@ async fn mutate(
                 .into_response();
         }
     };
-    // The common case in one typed pass; anything unusual takes the slow path, which says
-    // precisely what is wrong.
-    if let Some((request, pod)) = read_typed(&body) {
-        return answer(&admission, &request, pod, started);
-    }
-    match read_review(&body) {
-        Ok((request, pod)) => answer(&admission, &request, pod, started),
-        Err(message) => {
-            tracing::warn!(error = %message, "bad admission request");
-            admission
-                .metrics
-                .admission(Outcome::Invalid, started.elapsed().as_secs_f64());
-            (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response()
-        }
-    }
-}
-
-fn answer<T: kube::Resource>(
-    admission: &Admission,
-    request: &AdmissionRequest<T>,
-    pod: Result<Pod, String>,
-    started: Instant,
-) -> Response {
-    let span = tracing::debug_span!(
-        "admission",
-        uid = %request.uid,
-        namespace = request.namespace.as_deref().unwrap_or(""),
-        outcome = tracing::field::Empty,
-    );
-    let (response, outcome) = span.in_scope(|| admission.review(request, pod));
-    span.record("outcome", tracing::field::debug(outcome));
-    admission
-        .metrics
-        .admission(outcome, started.elapsed().as_secs_f64());
-    encode(response)
-}
-
-/// The review as JSON, with the patch base64-encoded as the API server requires (kube-core
-/// serializes `patch` as an array of numbers, which `[]byte` in the API server does not take:
-/// kube-rs/kube#1781). Written in one pass, straight into the response body.
-fn encode(mut response: AdmissionResponse) -> Response {
-    use base64::Engine as _;
-    #[derive(serde::Serialize)]
-    struct Review<'a> {
-        #[serde(rename = "apiVersion")]
-        api_version: &'a str,
-        kind: &'a str,
-        response: Body<'a>,
-    }
-    #[derive(serde::Serialize)]
-    struct Body<'a> {
-        #[serde(flatten)]
-        response: &'a AdmissionResponse,
-        #[serde(skip_serializing_if = "Option::is_none")]
-        patch: Option<String>,
-    }
-    let patch = response
-        .patch
-        .take()
-        .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
-    let review = Review {
-        api_version: &response.types.api_version,
-        kind: &response.types.kind,
-        response: Body {
-            response: &response,
-            patch,
-        },
-    };
-    match serde_json::to_vec(&review) {
+    match admission.handle(&body) {
         Ok(json) => ([(CONTENT_TYPE, "application/json")], json).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "response did not encode");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "response did not encode\n",
-            )
-                .into_response()
+        Err(message) => (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response(),
+    }
+}
+
+/// The parts of an AdmissionReview the webhook reads, the pod included, borrowed from the
+/// body. Fields a review must have but the webhook does not read (`resource`, `userInfo`)
+/// are required and skipped.
+#[derive(Deserialize)]
+struct ReviewView<'a> {
+    #[serde(rename = "apiVersion", borrow)]
+    api_version: Str<'a>,
+    #[serde(borrow)]
+    kind: Str<'a>,
+    #[serde(borrow)]
+    request: Option<RequestView<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestView<'a> {
+    #[serde(borrow)]
+    uid: Str<'a>,
+    #[serde(borrow)]
+    kind: KindView<'a>,
+    #[allow(dead_code)] // required, not read
+    resource: serde::de::IgnoredAny,
+    #[serde(default, borrow)]
+    namespace: Option<Str<'a>>,
+    operation: Operation,
+    #[allow(dead_code)] // required, not read
+    user_info: serde::de::IgnoredAny,
+    #[serde(default, borrow)]
+    object: Option<PodView<'a>>,
+}
+
+/// The group, version and kind of the reviewed object.
+#[derive(Debug, Deserialize)]
+pub struct KindView<'a> {
+    /// Group (empty for the core group).
+    #[serde(borrow)]
+    pub group: Str<'a>,
+    /// Version.
+    #[serde(borrow)]
+    pub version: Str<'a>,
+    /// Kind.
+    #[serde(borrow)]
+    pub kind: Str<'a>,
+}
+
+/// What an answer needs from a review.
+#[derive(Debug)]
+pub struct Request<'a> {
+    /// The review's `apiVersion` (echoed in the answer).
+    pub api_version: Str<'a>,
+    /// The review's `kind` (echoed in the answer).
+    pub review_kind: Str<'a>,
+    /// The request's uid.
+    pub uid: Str<'a>,
+    /// What is reviewed.
+    pub kind: KindView<'a>,
+    /// The request's namespace.
+    pub namespace: Option<Str<'a>>,
+    /// The operation.
+    pub operation: Operation,
+}
+
+/// The answer to one review: allowed, with these warnings and, if any, this patch.
+#[derive(Debug)]
+pub struct Answer {
+    /// Warnings for the pod's owner.
+    pub warnings: Vec<String>,
+    /// The JSON patch.
+    pub patch: Option<String>,
+}
+
+impl Answer {
+    fn allow() -> Self {
+        Answer {
+            warnings: Vec::new(),
+            patch: None,
         }
     }
-}
-
-/// A well-formed review of a readable pod, read straight into typed structures.
-fn read_typed(body: &[u8]) -> Option<(AdmissionRequest<Pod>, Result<Pod, String>)> {
-    let review: AdmissionReview<Pod> = serde_json::from_slice(body).ok()?;
-    let mut request: AdmissionRequest<Pod> = review.try_into().ok()?;
-    let pod = request
-        .object
-        .take()
-        .ok_or_else(|| "the review has no object".to_owned());
-    Some((request, pod))
-}
-
-/// Splits any body into the request (without its object) and the pod, if the object reads
-/// as one.
-fn read_review(
-    body: &[u8],
-) -> Result<(AdmissionRequest<DynamicObject>, Result<Pod, String>), String> {
-    let mut value: Value =
-        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
-    // The object is read separately, so an unreadable pod is answered (allowed, with a warning)
-    // instead of failing the whole review; the old object is never needed for CREATE.
-    let object = value
-        .pointer_mut("/request/object")
-        .map(Value::take)
-        .unwrap_or(Value::Null);
-    if let Some(old) = value.pointer_mut("/request/oldObject") {
-        old.take();
-    }
-    let review: AdmissionReview<DynamicObject> =
-        serde_json::from_value(value).map_err(|e| format!("not an AdmissionReview: {e}"))?;
-    let request = review
-        .try_into()
-        .map_err(|_| "not an AdmissionReview: it has no request".to_owned())?;
-    let pod = serde_json::from_value(object).map_err(|e| e.to_string());
-    Ok((request, pod))
 }
 
 impl Admission {
-    /// Answers one review. Never refuses the pod.
-    pub fn review<T: kube::Resource>(
+    /// Answers one `POST /mutate` body: the AdmissionReview to send back, or why the body is
+    /// not one (a 400). Records the metrics.
+    pub fn handle(&self, body: &[u8]) -> Result<Vec<u8>, String> {
+        let started = Instant::now();
+        // The common case in one borrowed pass over the body, the pod included; anything
+        // unusual takes the slow path, which says precisely what is wrong.
+        if let Ok(ReviewView {
+            api_version,
+            kind,
+            request: Some(r),
+        }) = serde_json::from_slice::<ReviewView>(body)
+        {
+            let request = Request {
+                api_version,
+                review_kind: kind,
+                uid: r.uid,
+                kind: r.kind,
+                namespace: r.namespace,
+                operation: r.operation,
+            };
+            let pod = r
+                .object
+                .ok_or_else(|| "the review has no object".to_owned());
+            return Ok(self.answer(&request, pod.as_ref().map_err(String::clone), started));
+        }
+        match read_review(body) {
+            Ok((request, object)) => {
+                let request = Request {
+                    api_version: request.types.api_version.into(),
+                    review_kind: request.types.kind.into(),
+                    uid: request.uid.into(),
+                    kind: KindView {
+                        group: request.kind.group.into(),
+                        version: request.kind.version.into(),
+                        kind: request.kind.kind.into(),
+                    },
+                    namespace: request.namespace.map(Str::from),
+                    operation: request.operation,
+                };
+                let text = object.to_string();
+                let pod = serde_json::from_str::<Option<PodView>>(&text)
+                    .map_err(|e| e.to_string())
+                    .and_then(|p| p.ok_or_else(|| "the review has no object".to_owned()));
+                Ok(self.answer(&request, pod.as_ref().map_err(String::clone), started))
+            }
+            Err(message) => {
+                tracing::warn!(error = %message, "bad admission request");
+                self.metrics
+                    .admission(Outcome::Invalid, started.elapsed().as_secs_f64());
+                Err(message)
+            }
+        }
+    }
+
+    fn answer(
         &self,
-        request: &AdmissionRequest<T>,
-        pod: Result<Pod, String>,
-    ) -> (AdmissionResponse, Outcome) {
-        let response = AdmissionResponse::from(request);
-        let warn = |response: AdmissionResponse, reason: &'static str, message: String| {
+        request: &Request<'_>,
+        pod: Result<&PodView<'_>, String>,
+        started: Instant,
+    ) -> Vec<u8> {
+        let span = tracing::debug_span!(
+            "admission",
+            uid = %request.uid,
+            namespace = request.namespace.as_deref().unwrap_or(""),
+            outcome = tracing::field::Empty,
+        );
+        let (answer, outcome) = span.in_scope(|| self.review(request, pod));
+        span.record("outcome", tracing::field::debug(outcome));
+        self.metrics
+            .admission(outcome, started.elapsed().as_secs_f64());
+        encode(request, &answer)
+    }
+
+    /// Answers one review. Never refuses the pod.
+    pub fn review(
+        &self,
+        request: &Request<'_>,
+        pod: Result<&PodView<'_>, String>,
+    ) -> (Answer, Outcome) {
+        let warn = |reason: &'static str, message: String| {
             self.metrics.warning(reason);
             tracing::warn!(uid = %request.uid, reason, %message, "admission allowed unchanged");
-            (with_warnings(response, vec![message]), Outcome::Invalid)
+            let answer = Answer {
+                warnings: vec![message],
+                patch: None,
+            };
+            (answer, Outcome::Invalid)
         };
-        if request.types.api_version != REVIEW_API_VERSION
-            || request.types.kind != "AdmissionReview"
-        {
+        if request.api_version != REVIEW_API_VERSION || request.review_kind != "AdmissionReview" {
             let message = format!(
                 "snug: expected {REVIEW_API_VERSION} AdmissionReview, got {} {}",
-                request.types.api_version, request.types.kind
+                request.api_version, request.review_kind
             );
-            return warn(response, "wrong_kind", message);
+            return warn("wrong_kind", message);
         }
         let kind = &request.kind;
-        if (
-            kind.group.as_str(),
-            kind.version.as_str(),
-            kind.kind.as_str(),
-        ) != ("", "v1", "Pod")
-        {
+        if (&*kind.group, &*kind.version, &*kind.kind) != ("", "v1", "Pod") {
             let message = format!(
                 "snug: only v1 Pods are handled, got {}/{} {}",
                 kind.group, kind.version, kind.kind
             );
-            return warn(response, "wrong_kind", message);
+            return warn("wrong_kind", message);
         }
         if request.operation != Operation::Create {
-            return (response, Outcome::Unchanged);
+            return (Answer::allow(), Outcome::Unchanged);
         }
-        let pod: Pod = match pod {
+        let pod = match pod {
             Ok(pod) => pod,
-            Err(e) => {
-                return warn(
-                    response,
-                    "unreadable_pod",
-                    format!("snug: unreadable pod: {e}"),
-                );
-            }
+            Err(e) => return warn("unreadable_pod", format!("snug: unreadable pod: {e}")),
         };
         let namespace = request
             .namespace
-            .clone()
-            .or_else(|| pod.metadata.namespace.clone())
+            .as_deref()
+            .or(pod.metadata.namespace.as_deref())
             .unwrap_or_default();
         // A bug must not cost anyone their pod: a panic while deciding allows it unchanged.
-        let decided =
-            std::panic::catch_unwind(AssertUnwindSafe(|| self.patch_for(&namespace, pod)));
+        let decided = std::panic::catch_unwind(AssertUnwindSafe(|| self.patch_for(namespace, pod)));
         match decided {
-            Ok(Ok((Some(patch), warnings, outcome))) => match response.clone().with_patch(patch) {
-                Ok(patched) => (with_warnings(patched, warnings), outcome),
-                Err(e) => warn(
-                    response,
-                    "internal",
-                    format!("snug: patch not encoded: {e}"),
-                ),
-            },
-            Ok(Ok((None, warnings, outcome))) => (with_warnings(response, warnings), outcome),
-            Ok(Err(outcome)) => (response, outcome),
+            Ok(Ok((patch, warnings, outcome))) => (Answer { warnings, patch }, outcome),
+            Ok(Err(outcome)) => (Answer::allow(), outcome),
             Err(_) => {
                 self.metrics.warning("internal");
                 tracing::error!(uid = %request.uid, "panic while deciding; pod allowed unchanged");
-                (response, Outcome::Error)
+                (Answer::allow(), Outcome::Error)
             }
         }
     }
@@ -265,8 +293,8 @@ impl Admission {
     fn patch_for(
         &self,
         namespace: &str,
-        pod: Pod,
-    ) -> Result<(Option<json_patch::Patch>, Vec<String>, Outcome), Outcome> {
+        pod: &PodView<'_>,
+    ) -> Result<(Option<String>, Vec<String>, Outcome), Outcome> {
         let inputs = Inputs {
             config: &self.config,
             native_sidecars: self.native_sidecars,
@@ -296,20 +324,85 @@ impl Admission {
                 let Change {
                     patch, warnings, ..
                 } = *change;
-                if patch.0.is_empty() {
-                    return Ok((None, warnings, Outcome::Unchanged));
-                }
-                Ok((Some(patch), warnings, Outcome::Patched))
+                let outcome = if patch.is_some() {
+                    Outcome::Patched
+                } else {
+                    Outcome::Unchanged
+                };
+                Ok((patch, warnings, outcome))
             }
         }
     }
 }
 
-fn with_warnings(mut response: AdmissionResponse, warnings: Vec<String>) -> AdmissionResponse {
-    if !warnings.is_empty() {
-        response.warnings.get_or_insert_default().extend(warnings);
+/// The answering AdmissionReview, written in one pass: the patch base64-encoded straight into
+/// the body, as the API server requires (`[]byte` in Go). The fields are those kube-core's
+/// `AdmissionResponse` writes.
+fn encode(request: &Request<'_>, answer: &Answer) -> Vec<u8> {
+    use base64::Engine as _;
+    static STATUS: OnceLock<String> = OnceLock::new();
+    let status = STATUS.get_or_init(|| {
+        serde_json::to_string(&Status::default()).unwrap_or_else(|_| "{}".to_owned())
+    });
+    let patch_len = answer.patch.as_ref().map_or(0, |p| p.len() * 4 / 3 + 4);
+    let mut out = String::with_capacity(256 + status.len() + patch_len);
+    out.push_str(r#"{"apiVersion":"#);
+    push_str(&mut out, &request.api_version);
+    out.push_str(r#","kind":"#);
+    push_str(&mut out, &request.review_kind);
+    out.push_str(r#","response":{"uid":"#);
+    push_str(&mut out, &request.uid);
+    out.push_str(r#","allowed":true,"status":"#);
+    out.push_str(status);
+    let mut out = out.into_bytes();
+    if let Some(patch) = &answer.patch {
+        out.extend_from_slice(br#","patch":""#);
+        // Straight into the body: no intermediate string, no escape scan (base64 needs none).
+        let start = out.len();
+        let engine = &base64::engine::general_purpose::STANDARD;
+        out.resize(
+            start + base64::encoded_len(patch.len(), true).unwrap_or(0),
+            0,
+        );
+        let written = engine.encode_slice(patch, &mut out[start..]).unwrap_or(0);
+        out.truncate(start + written);
+        out.extend_from_slice(br#"","patchType":"JSONPatch""#);
     }
-    response
+    if !answer.warnings.is_empty() {
+        let mut warnings = String::from(r#","warnings":["#);
+        for (i, warning) in answer.warnings.iter().enumerate() {
+            if i > 0 {
+                warnings.push(',');
+            }
+            push_str(&mut warnings, warning);
+        }
+        warnings.push(']');
+        out.extend_from_slice(warnings.as_bytes());
+    }
+    out.extend_from_slice(b"}}");
+    out
+}
+
+/// Splits any body into the request (without its object) and the object, saying precisely
+/// what is wrong with a body that is no review.
+fn read_review(body: &[u8]) -> Result<(AdmissionRequest<DynamicObject>, Value), String> {
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON: {e}"))?;
+    // The object is read separately, so an unreadable pod is answered (allowed, with a warning)
+    // instead of failing the whole review; the old object is never needed for CREATE.
+    let object = value
+        .pointer_mut("/request/object")
+        .map(Value::take)
+        .unwrap_or(Value::Null);
+    if let Some(old) = value.pointer_mut("/request/oldObject") {
+        old.take();
+    }
+    let review: AdmissionReview<DynamicObject> =
+        serde_json::from_value(value).map_err(|e| format!("not an AdmissionReview: {e}"))?;
+    let request = review
+        .try_into()
+        .map_err(|_| "not an AdmissionReview: it has no request".to_owned())?;
+    Ok((request, object))
 }
 
 /// An "allow everything" `/mutate`, the benchmark's baseline: it reads only the uid and

@@ -18,6 +18,7 @@ pub mod server;
 pub mod store;
 pub mod telemetry;
 pub mod tls;
+pub mod view;
 
 pub use admission::{Admission, router};
 pub use config::{Cli, Config, InjectConfig};

@@ -1,204 +1,238 @@
-//! The JSON patch, written down while the webhook changes the pod.
+//! The JSON patch, written down as JSON while the webhook decides.
 //!
-//! Each change the webhook makes goes through [`PodPatch`], which applies it to the typed pod
-//! and records the RFC 6902 operation that makes the same change to the pod as sent: no copy of
-//! the pod is kept and nothing is diffed or serialized twice. (Cloning the pod and diffing the
-//! two versions was the largest cost on the request path.) Labels and annotations are gathered
-//! until [`PodPatch::finish`], so a pod without annotations gets one `add` of the whole map
-//! rather than one per key.
+//! Each change the webhook makes is one RFC 6902 operation written straight into a text
+//! buffer: no copy of the pod is kept or changed, nothing is diffed, and no value is built
+//! only to be serialized again. (Cloning the pod and diffing, then building the patch as
+//! `serde_json::Value`s, were the largest costs on the request path.) Labels and annotations
+//! are gathered until [`PodPatch::finish`], so a pod without annotations gets one `add` of the
+//! whole map rather than one per key.
 
-use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
-use json_patch::{
-    AddOperation, Patch, PatchOperation, ReplaceOperation,
-    jsonptr::{PointerBuf, Token},
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use serde::Serialize;
-use serde_json::Value;
+use crate::view::StrMap;
 
 /// The operations that turn the pod as sent into the pod as changed.
 #[derive(Debug)]
-pub struct PodPatch {
-    ops: Vec<PatchOperation>,
-    labels: MapEdits,
-    annotations: MapEdits,
-    error: Option<serde_json::Error>,
+pub struct PodPatch<'p> {
+    /// Operations other than labels and annotations, comma-separated.
+    ops: String,
+    labels: MapEdits<'p>,
+    annotations: MapEdits<'p>,
 }
 
 /// Keys set in one string map of the metadata.
 #[derive(Debug)]
-struct MapEdits {
-    /// Whether the map was in the pod as sent (else the whole map is added at the end).
-    existed: bool,
-    keys: Vec<String>,
+struct MapEdits<'p> {
+    /// The map in the pod as sent (without it, the whole map is added at the end).
+    original: Option<&'p StrMap<'p>>,
+    /// Keys set, in the order first set, with their last value.
+    set: Vec<(&'static str, String)>,
 }
 
-impl MapEdits {
-    fn of(map: Option<&BTreeMap<String, String>>) -> MapEdits {
-        MapEdits {
-            existed: map.is_some(),
-            keys: Vec::new(),
-        }
-    }
-
-    /// Sets `key` in `map`, remembering it if that changed anything.
-    fn set(&mut self, map: &mut Option<BTreeMap<String, String>>, key: &str, value: String) {
-        let map = map.get_or_insert_default();
-        if map.get(key) == Some(&value) {
+impl<'p> MapEdits<'p> {
+    /// Sets `key`, remembering it if that changes anything.
+    fn set(&mut self, key: &'static str, value: String) {
+        if let Some(entry) = self.set.iter_mut().find(|(k, _)| *k == key) {
+            entry.1 = value;
             return;
         }
-        map.insert(key.to_owned(), value);
-        if !self.keys.iter().any(|k| k == key) {
-            self.keys.push(key.to_owned());
+        if self.original.and_then(|m| m.get(key)) == Some(value.as_str()) {
+            return;
         }
+        self.set.push((key, value));
     }
 
     /// `add` operations for what was set: one for the whole map if the pod had none.
-    fn ops(
-        self,
-        field: &str,
-        map: Option<&BTreeMap<String, String>>,
-        ops: &mut Vec<PatchOperation>,
-    ) -> Result<(), serde_json::Error> {
-        let Some(map) = map.filter(|_| !self.keys.is_empty()) else {
-            return Ok(());
+    fn write(mut self, field: &str, out: &mut String) {
+        if self.set.is_empty() {
+            return;
+        }
+        if self.original.is_none() {
+            self.set.sort_by(|a, b| a.0.cmp(b.0));
+            separate(out);
+            write!(out, r#"{{"op":"add","path":"/metadata/{field}","value":{{"#).ok();
+            for (i, (key, value)) in self.set.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                push_str(out, key);
+                out.push(':');
+                push_str(out, value);
+            }
+            out.push_str("}}");
+            return;
+        }
+        for (key, value) in &self.set {
+            separate(out);
+            write!(out, r#"{{"op":"add","path":"/metadata/{field}/"#).ok();
+            push_token(out, key);
+            out.push_str(r#"","value":"#);
+            push_str(out, value);
+            out.push('}');
+        }
+    }
+}
+
+/// A comma before every operation but the first of the list.
+fn separate(out: &mut String) {
+    if !out.ends_with('[') && !out.is_empty() {
+        out.push(',');
+    }
+}
+
+/// `s` as a JSON string, escaped as serde_json escapes.
+pub fn push_str(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escape = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            b'\n' => "\\n",
+            b'\r' => "\\r",
+            b'\t' => "\\t",
+            0x08 => "\\b",
+            0x0c => "\\f",
+            0..=0x1f => "",
+            _ => continue,
         };
-        if !self.existed {
-            let path = PointerBuf::from_tokens(["metadata", field]);
-            ops.push(add(path, serde_json::to_value(map)?));
-            return Ok(());
+        out.push_str(&s[start..i]);
+        if escape.is_empty() {
+            write!(out, "\\u{b:04x}").ok();
+        } else {
+            out.push_str(escape);
         }
-        for key in self.keys {
-            let Some(value) = map.get(&key) else { continue };
-            let path = PointerBuf::from_tokens(["metadata", field, key.as_str()]);
-            ops.push(add(path, Value::String(value.clone())));
-        }
-        Ok(())
+        start = i + 1;
     }
+    out.push_str(&s[start..]);
+    out.push('"');
 }
 
-fn add(path: PointerBuf, value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation { path, value })
+/// `token` as one reference token of a JSON pointer (`~` → `~0`, `/` → `~1`), inside a JSON
+/// string whose quotes the caller writes.
+fn push_token(out: &mut String, token: &str) {
+    let escaped = token.replace('~', "~0").replace('/', "~1");
+    let quoted = {
+        let mut q = String::with_capacity(escaped.len() + 2);
+        push_str(&mut q, &escaped);
+        q
+    };
+    out.push_str(&quoted[1..quoted.len() - 1]);
 }
 
-/// `/spec/<list>/<index>`: where a container sits in the pod.
-pub fn container_path(list: &str, index: usize) -> PointerBuf {
-    PointerBuf::from_tokens([Token::new("spec"), Token::new(list), Token::from(index)])
-}
-
-/// `base` followed by `tokens`.
-pub fn under<'t>(
-    base: &PointerBuf,
-    tokens: impl IntoIterator<Item: Into<Token<'t>>>,
-) -> PointerBuf {
-    let mut path = base.clone();
-    for token in tokens {
-        path.push_back(token);
-    }
-    path
-}
-
-impl PodPatch {
-    /// An empty patch for a pod with this metadata.
-    pub fn new(metadata: &ObjectMeta) -> PodPatch {
+impl<'p> PodPatch<'p> {
+    /// An empty patch for a pod with these labels and annotations.
+    pub fn new(labels: Option<&'p StrMap<'p>>, annotations: Option<&'p StrMap<'p>>) -> Self {
         PodPatch {
-            ops: Vec::new(),
-            labels: MapEdits::of(metadata.labels.as_ref()),
-            annotations: MapEdits::of(metadata.annotations.as_ref()),
-            error: None,
+            ops: String::with_capacity(2048),
+            labels: MapEdits {
+                original: labels,
+                set: Vec::new(),
+            },
+            annotations: MapEdits {
+                original: annotations,
+                set: Vec::new(),
+            },
         }
     }
 
     /// Sets a label on the pod.
-    pub fn set_label(&mut self, metadata: &mut ObjectMeta, key: &str, value: String) {
-        self.labels.set(&mut metadata.labels, key, value);
+    pub fn set_label(&mut self, key: &'static str, value: String) {
+        self.labels.set(key, value);
     }
 
     /// Sets an annotation on the pod.
-    pub fn set_annotation(&mut self, metadata: &mut ObjectMeta, key: &str, value: String) {
-        self.annotations.set(&mut metadata.annotations, key, value);
+    pub fn set_annotation(&mut self, key: &'static str, value: String) {
+        self.annotations.set(key, value);
     }
 
-    /// Records `add` of `value` at `path` (which creates or replaces an object member and
-    /// inserts into an array, `-` appending).
-    pub fn add(&mut self, path: PointerBuf, value: &impl Serialize) {
-        match serde_json::to_value(value) {
-            Ok(value) => self.ops.push(add(path, value)),
-            Err(e) => {
-                self.error.get_or_insert(e);
-            }
+    /// Records `add` of the JSON `value` at `path` (which creates or replaces an object
+    /// member and inserts into an array, `-` appending). `path` is written as given: its
+    /// tokens must need no escaping.
+    pub fn add_json(&mut self, path: std::fmt::Arguments<'_>, value: &str) {
+        self.op("add", path, value);
+    }
+
+    /// Records `replace` of the existing member at `path` with the string `value`.
+    pub fn replace_str(&mut self, path: std::fmt::Arguments<'_>, value: &str) {
+        let mut json = String::with_capacity(value.len() + 2);
+        push_str(&mut json, value);
+        self.op("replace", path, &json);
+    }
+
+    /// Records `replace` of the existing member at `path` with the number `value`.
+    pub fn replace_int(&mut self, path: std::fmt::Arguments<'_>, value: i64) {
+        self.op("replace", path, &value.to_string());
+    }
+
+    fn op(&mut self, op: &str, path: std::fmt::Arguments<'_>, value: &str) {
+        separate(&mut self.ops);
+        write!(self.ops, r#"{{"op":"{op}","path":""#).ok();
+        self.ops.write_fmt(path).ok();
+        self.ops.push_str(r#"","value":"#);
+        self.ops.push_str(value);
+        self.ops.push('}');
+    }
+
+    /// The patch as JSON, or `None` if nothing changed: label and annotation operations
+    /// first, then the rest in the order they were made.
+    pub fn finish(self) -> Option<String> {
+        if self.ops.is_empty() && self.labels.set.is_empty() && self.annotations.set.is_empty() {
+            return None;
         }
-    }
-
-    /// Records `replace` of the existing member at `path` with `value`.
-    pub fn replace(&mut self, path: PointerBuf, value: Value) {
-        self.ops
-            .push(PatchOperation::Replace(ReplaceOperation { path, value }));
-    }
-
-    /// The patch: label and annotation operations first, then the rest in the order they
-    /// were made. Fails only if a value did not serialize to JSON.
-    pub fn finish(self, metadata: &ObjectMeta) -> Result<Patch, serde_json::Error> {
-        if let Some(e) = self.error {
-            return Err(e);
+        let mut out = String::with_capacity(self.ops.len() + 512);
+        out.push('[');
+        self.labels.write("labels", &mut out);
+        self.annotations.write("annotations", &mut out);
+        if !self.ops.is_empty() {
+            separate(&mut out);
+            out.push_str(&self.ops);
         }
-        let mut ops = Vec::with_capacity(self.ops.len() + 2);
-        self.labels
-            .ops("labels", metadata.labels.as_ref(), &mut ops)?;
-        self.annotations
-            .ops("annotations", metadata.annotations.as_ref(), &mut ops)?;
-        ops.extend(self.ops);
-        Ok(Patch(ops))
+        out.push(']');
+        Some(out)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use k8s_openapi::api::core::v1::{Container, Pod};
     use serde_json::json;
 
-    #[test]
-    fn recorded_changes_reproduce_the_change_and_escape_keys() {
-        let before: Pod = serde_json::from_value(json!({
-            "metadata": {"labels": {"app": "web"}},
-            "spec": {"containers": [{"name": "a", "ports": [{"name": "http", "containerPort": 80}]},
-                                    {"name": "b"}]}
-        }))
-        .unwrap();
-        let mut after = before.clone();
-        let mut patch = PodPatch::new(&after.metadata);
-        patch.set_label(&mut after.metadata, "snug.dev/injected", "true".into());
-        patch.set_label(&mut after.metadata, "app", "web".into()); // unchanged: no operation
-        patch.set_annotation(&mut after.metadata, "x/y~z", "1".into());
-        patch.set_annotation(&mut after.metadata, "second", "2".into());
-        let spec = after.spec.as_mut().unwrap();
-        spec.containers[0].ports.as_mut().unwrap()[0].name = Some("snug-app-http".into());
-        patch.replace(
-            under(&container_path("containers", 0), ["ports", "0", "name"]),
-            json!("snug-app-http"),
-        );
-        let sidecar = Container {
-            name: "s".into(),
-            ..Default::default()
-        };
-        patch.add(
-            PointerBuf::from_tokens(["spec", "initContainers"]),
-            &[&sidecar],
-        );
-        spec.init_containers = Some(vec![sidecar]);
-        let plain = Container {
-            name: "c".into(),
-            ..Default::default()
-        };
-        patch.add(PointerBuf::from_tokens(["spec", "containers", "-"]), &plain);
-        spec.containers.push(plain);
+    fn map(text: &str) -> StrMap<'_> {
+        serde_json::from_str(text).unwrap()
+    }
 
-        let patch = patch.finish(&after.metadata).unwrap();
-        let mut doc = serde_json::to_value(&before).unwrap();
+    #[test]
+    fn recorded_changes_apply_and_escape_keys() {
+        let labels = map(r#"{"app": "web"}"#);
+        let mut patch = PodPatch::new(Some(&labels), None);
+        patch.set_label("snug.dev/injected", "true".into());
+        patch.set_label("app", "web".into()); // unchanged: no operation
+        patch.set_annotation("x/y~z", "1".into());
+        patch.set_annotation("second", "quote \" and\nnewline".into());
+        patch.replace_str(
+            format_args!("/spec/containers/{}/ports/{}/name", 0, 0),
+            "snug-app-http",
+        );
+        patch.add_json(format_args!("/spec/initContainers"), r#"[{"name":"s"}]"#);
+        patch.add_json(format_args!("/spec/containers/-"), r#"{"name":"c"}"#);
+        let text = patch.finish().unwrap();
+        let patch: json_patch::Patch = serde_json::from_str(&text).unwrap();
+        let mut doc = json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "a", "ports": [{"name": "http", "containerPort": 80}]}]}
+        });
         json_patch::patch(&mut doc, &patch).unwrap();
-        assert_eq!(doc, serde_json::to_value(&after).unwrap());
+        assert_eq!(
+            doc,
+            json!({
+                "metadata": {"labels": {"app": "web", "snug.dev/injected": "true"},
+                             "annotations": {"x/y~z": "1", "second": "quote \" and\nnewline"}},
+                "spec": {"containers": [{"name": "a", "ports": [{"name": "snug-app-http", "containerPort": 80}]},
+                                        {"name": "c"}],
+                         "initContainers": [{"name": "s"}]}
+            })
+        );
         let paths: Vec<String> = patch.0.iter().map(|op| op.path().to_string()).collect();
         assert_eq!(
             paths,
@@ -214,13 +248,10 @@ mod tests {
 
     #[test]
     fn keys_added_to_an_existing_map_are_escaped_one_by_one() {
-        let mut meta = ObjectMeta {
-            annotations: Some(BTreeMap::new()),
-            ..Default::default()
-        };
-        let mut patch = PodPatch::new(&meta);
-        patch.set_annotation(&mut meta, "a~b/c", "1".into());
-        let patch = patch.finish(&meta).unwrap();
+        let annotations = map("{}");
+        let mut patch = PodPatch::new(None, Some(&annotations));
+        patch.set_annotation("a~b/c", "1".into());
+        let patch: json_patch::Patch = serde_json::from_str(&patch.finish().unwrap()).unwrap();
         assert_eq!(
             patch.0[0].path().to_string(),
             "/metadata/annotations/a~0b~1c"
@@ -228,5 +259,28 @@ mod tests {
         let mut doc = json!({"metadata": {"annotations": {}}});
         json_patch::patch(&mut doc, &patch).unwrap();
         assert_eq!(doc["metadata"]["annotations"]["a~b/c"], "1");
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_escapes_them() {
+        for s in [
+            "plain",
+            "q\"b\\s/",
+            "\n\r\t\u{8}\u{c}\u{1}\u{1f}",
+            "ü€😀",
+            "",
+        ] {
+            let mut out = String::new();
+            push_str(&mut out, s);
+            assert_eq!(out, serde_json::to_string(s).unwrap());
+        }
+    }
+
+    #[test]
+    fn nothing_set_is_no_patch() {
+        let labels = map(r#"{"snug.dev/injected": "true"}"#);
+        let mut patch = PodPatch::new(Some(&labels), None);
+        patch.set_label("snug.dev/injected", "true".into());
+        assert_eq!(patch.finish(), None);
     }
 }

@@ -1,6 +1,6 @@
-//! What to do with one pod: the decision (leave it, or change it), the changed pod and the
-//! JSON patch that makes the change, recorded as it is made. Pure: everything it needs is
-//! passed in, so it is tested without a server or a cluster.
+//! What to do with one pod: the decision (leave it, or change it) and the JSON patch that
+//! makes the change, written as it is decided. Pure: everything it needs is passed in, so it
+//! is tested without a server or a cluster.
 
 mod ports;
 mod resources;
@@ -8,18 +8,19 @@ mod sidecar;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use json_patch::{Patch, jsonptr::PointerBuf};
-use k8s_openapi::api::core::v1::{Pod, ResourceRequirements};
-use snug_api::{Mode, WorkloadProfile, WorkloadRef, keys, ports::SIDECAR_CONTAINER_NAME};
+use snug_api::{
+    Mode, OwnerParts, WorkloadProfile, WorkloadRef, keys, ports::SIDECAR_CONTAINER_NAME,
+};
 
 use crate::{
     config::InjectConfig,
-    patch::{PodPatch, container_path, under},
+    patch::PodPatch,
     store::{NamespaceStore, ProfileStore},
+    view::PodView,
 };
 
 pub use ports::unique_name;
-pub use resources::{Bounds, Range, plan};
+pub use resources::{Bounds, Range, Resources, plan};
 
 /// Sidecars of service meshes and similar proxies: never renamed, resized or intercepted.
 pub const MESH_SIDECARS: [&str; 8] = [
@@ -63,26 +64,24 @@ pub enum Decision {
     Change(Box<Change>),
 }
 
-/// A changed pod, the patch that makes the change and what to report about it.
+/// The patch that changes a pod, and what to report about it.
 #[derive(Debug)]
 pub struct Change {
-    /// The pod as it should be created.
-    pub pod: Pod,
-    /// The operations that turn the pod as sent into [`Change::pod`] (empty when there was
-    /// nothing to change after all).
-    pub patch: Patch,
+    /// The RFC 6902 operations that turn the pod as sent into the pod as it should be
+    /// created, as JSON (`None` when there was nothing to change after all).
+    pub patch: Option<String>,
     /// How many ports the sidecar could not intercept.
     pub not_intercepted: usize,
     /// Things the pod's owner should know.
     pub warnings: Vec<String>,
 }
 
-/// Decides what to do with `pod`, created in `namespace`, changing it in place if it is to
+/// Decides what to do with `pod`, created in `namespace`, and writes the patch if it is to
 /// change. Fails only if a value of the patch does not serialize to JSON.
 pub fn decide(
     inputs: Inputs<'_>,
     namespace: &str,
-    mut pod: Pod,
+    pod: &PodView<'_>,
 ) -> Result<Decision, serde_json::Error> {
     let mut warnings = Vec::new();
     let leave = |skipped, reason, warnings| {
@@ -95,32 +94,37 @@ pub fn decide(
     if inputs.config.is_excluded(namespace) {
         return leave(true, "namespace excluded", warnings);
     }
-    if opted_out(&pod) {
+    if opted_out(pod) {
         return leave(true, "pod opted out", warnings);
     }
-    let pod_mode = annotation(&pod, keys::MODE).and_then(|m| match m.parse::<Mode>() {
-        Ok(mode) => Some(mode),
-        Err(e) => {
-            warnings.push(format!("snug: {e}; using the namespace's mode"));
-            None
-        }
-    });
+    let pod_mode = pod
+        .annotation(keys::MODE)
+        .and_then(|m| match m.parse::<Mode>() {
+            Ok(mode) => Some(mode),
+            Err(e) => {
+                warnings.push(format!("snug: {e}; using the namespace's mode"));
+                None
+            }
+        });
     let mode = pod_mode
         .or_else(|| inputs.namespaces.mode(namespace))
         .unwrap_or(inputs.config.default_mode);
     if mode == Mode::Off {
         return leave(true, "mode off", warnings);
     }
-    if already_handled(&pod) {
+    if already_handled(pod) {
         return leave(false, "already injected", warnings);
     }
-    let profile = find_profile(inputs.profiles, namespace, &pod);
+    let profile = find_profile(inputs.profiles, namespace, pod);
     let bounds = Bounds::new(
         pod.metadata.annotations.as_ref(),
         inputs.namespaces.limit_max(namespace),
     );
-    let mut patch = PodPatch::new(&pod.metadata);
-    let not_intercepted = inject(inputs, &mut pod, &mut patch, profile.as_deref());
+    let mut patch = PodPatch::new(
+        pod.metadata.labels.as_ref(),
+        pod.metadata.annotations.as_ref(),
+    );
+    let not_intercepted = inject(inputs, pod, &mut patch, profile.as_deref());
     warnings.extend(
         bounds
             .invalid
@@ -128,45 +132,26 @@ pub fn decide(
             .map(|b| format!("snug: ignoring bound {b}")),
     );
     if let Some(profile) = &profile {
-        size(&mut pod, &mut patch, profile, mode, &bounds);
+        size(pod, &mut patch, profile, mode, &bounds)?;
     }
-    let patch = patch.finish(&pod.metadata)?;
     Ok(Decision::Change(Box::new(Change {
-        pod,
-        patch,
+        patch: patch.finish(),
         not_intercepted,
         warnings,
     })))
 }
 
-fn annotation<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
-    pod.metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-}
-
-fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
-    pod.metadata.labels.as_ref()?.get(key).map(String::as_str)
-}
-
-fn opted_out(pod: &Pod) -> bool {
-    label(pod, keys::INJECT) == Some(keys::INJECT_DISABLED)
-        || annotation(pod, keys::INJECT) == Some(keys::INJECT_DISABLED)
+fn opted_out(pod: &PodView<'_>) -> bool {
+    pod.label(keys::INJECT) == Some(keys::INJECT_DISABLED)
+        || pod.annotation(keys::INJECT) == Some(keys::INJECT_DISABLED)
 }
 
 /// Injected before (reinvocation, or a pod created from an injected pod's spec).
-fn already_handled(pod: &Pod) -> bool {
-    let has_sidecar = pod.spec.as_ref().is_some_and(|s| {
-        s.containers
-            .iter()
-            .chain(s.init_containers.iter().flatten())
-            .any(|c| c.name == SIDECAR_CONTAINER_NAME)
-    });
-    has_sidecar
-        || label(pod, keys::INJECTED) == Some("true")
-        || annotation(pod, keys::SIDECAR_SKIPPED).is_some()
+fn already_handled(pod: &PodView<'_>) -> bool {
+    pod.all_containers()
+        .any(|c| c.name == SIDECAR_CONTAINER_NAME)
+        || pod.label(keys::INJECTED) == Some("true")
+        || pod.annotation(keys::SIDECAR_SKIPPED).is_some()
 }
 
 /// The pod's profile: for a Job named like a CronJob's (`<cronjob>-<digits>`), the CronJob's
@@ -174,9 +159,21 @@ fn already_handled(pod: &Pod) -> bool {
 fn find_profile(
     profiles: &dyn ProfileStore,
     namespace: &str,
-    pod: &Pod,
+    pod: &PodView<'_>,
 ) -> Option<Arc<WorkloadProfile>> {
-    let workload = WorkloadRef::from_pod(&pod.metadata)?;
+    let meta = &pod.metadata;
+    let owners = meta.owner_references.iter().flatten().map(|o| OwnerParts {
+        api_version: &o.api_version,
+        kind: &o.kind,
+        name: &o.name,
+        controller: o.controller == Some(true),
+    });
+    let workload = WorkloadRef::from_pod_parts(
+        owners,
+        pod.label("pod-template-hash"),
+        meta.generate_name.as_deref(),
+        meta.name.as_deref(),
+    )?;
     let cronjob = (workload.kind == "Job")
         .then(|| workload.name.rsplit_once('-'))
         .flatten()
@@ -191,14 +188,14 @@ fn find_profile(
 }
 
 /// Why the sidecar cannot work in this pod, if it cannot.
-fn sidecar_blocker(pod: &Pod, native: bool) -> Option<&'static str> {
+fn sidecar_blocker(pod: &PodView<'_>, native: bool) -> Option<&'static str> {
     let spec = pod.spec.as_ref()?;
     let windows = spec.os.as_ref().is_some_and(|os| os.name == "windows")
         || spec
             .node_selector
             .as_ref()
             .and_then(|s| s.get("kubernetes.io/os"))
-            .is_some_and(|os| os == "windows");
+            == Some("windows");
     if windows {
         return Some("windows pod: the sidecar image is Linux-only");
     }
@@ -224,13 +221,11 @@ fn sidecar_blocker(pod: &Pod, native: bool) -> Option<&'static str> {
 
 /// Indexes of the containers Snug intercepts and sizes (in `spec.containers`, which the webhook
 /// only ever appends to, so they stay valid).
-fn app_containers(pod: &Pod) -> Vec<usize> {
+fn app_containers(pod: &PodView<'_>) -> Vec<usize> {
     pod.spec
         .iter()
         .flat_map(|s| s.containers.iter().enumerate())
-        .filter(|(_, c)| {
-            c.name != SIDECAR_CONTAINER_NAME && !MESH_SIDECARS.contains(&c.name.as_str())
-        })
+        .filter(|(_, c)| c.name != SIDECAR_CONTAINER_NAME && !MESH_SIDECARS.contains(&&*c.name))
         .map(|(i, _)| i)
         .collect()
 }
@@ -238,8 +233,8 @@ fn app_containers(pod: &Pod) -> Vec<usize> {
 /// Adds the sidecar (or says why not); returns how many ports were not intercepted.
 fn inject(
     inputs: Inputs<'_>,
-    pod: &mut Pod,
-    patch: &mut PodPatch,
+    pod: &PodView<'_>,
+    patch: &mut PodPatch<'_>,
     profile: Option<&WorkloadProfile>,
 ) -> usize {
     let mut blocker = sidecar_blocker(pod, inputs.native_sidecars);
@@ -250,77 +245,78 @@ fn inject(
         not_intercepted = takeover.not_intercepted;
         if takeover.taken.is_empty() {
             blocker = Some("no named TCP port to intercept");
-        } else if let Some(spec) = pod.spec.as_mut() {
+        } else if let Some(spec) = pod.spec.as_ref() {
             let native = inputs.native_sidecars;
-            let container =
-                sidecar::sidecar_container(inputs.config, &takeover.taken, profile, native);
-            if native {
-                match &mut spec.init_containers {
-                    Some(list) => {
-                        let path = PointerBuf::from_tokens(["spec", "initContainers", "-"]);
-                        patch.add(path, &container);
-                        list.push(container);
-                    }
-                    None => {
-                        let path = PointerBuf::from_tokens(["spec", "initContainers"]);
-                        patch.add(path, &[&container]);
-                        spec.init_containers = Some(vec![container]);
-                    }
-                }
-            } else {
-                patch.add(
-                    PointerBuf::from_tokens(["spec", "containers", "-"]),
-                    &container,
-                );
-                spec.containers.push(container);
+            let mut container = String::with_capacity(1024);
+            let list = native && spec.init_containers.is_none();
+            if list {
+                container.push('[');
             }
-            patch.set_label(&mut pod.metadata, keys::INJECTED, "true".into());
+            sidecar::write_sidecar(
+                &mut container,
+                inputs.config,
+                &takeover.taken,
+                profile,
+                native,
+            );
+            if list {
+                container.push(']');
+            }
+            let path = match (native, list) {
+                (true, true) => "/spec/initContainers",
+                (true, false) => "/spec/initContainers/-",
+                (false, _) => "/spec/containers/-",
+            };
+            patch.add_json(format_args!("{path}"), &container);
+            patch.set_label(keys::INJECTED, "true".into());
         }
     }
     if let Some(reason) = blocker {
-        patch.set_annotation(&mut pod.metadata, keys::SIDECAR_SKIPPED, reason.into());
+        patch.set_annotation(keys::SIDECAR_SKIPPED, reason.into());
     }
     if !not_intercepted.is_empty() {
         let value = not_intercepted.join(",");
-        patch.set_annotation(&mut pod.metadata, keys::NOT_INTERCEPTED, value);
+        patch.set_annotation(keys::NOT_INTERCEPTED, value);
     }
     not_intercepted.len()
 }
 
 /// Applies (mode `apply`, confident profile) or records (otherwise) the recommendation.
 fn size(
-    pod: &mut Pod,
-    patch: &mut PodPatch,
+    pod: &PodView<'_>,
+    patch: &mut PodPatch<'_>,
     profile: &WorkloadProfile,
     mode: Mode,
     bounds: &Bounds,
-) {
-    let apps = app_containers(pod);
-    let Some(spec) = pod.spec.as_mut() else {
-        return;
+) -> Result<(), serde_json::Error> {
+    let Some(spec) = pod.spec.as_ref() else {
+        return Ok(());
     };
-    let mut planned: BTreeMap<String, ResourceRequirements> = BTreeMap::new();
-    let mut originals: BTreeMap<String, ResourceRequirements> = BTreeMap::new();
+    let mut planned: BTreeMap<&str, Resources<'_>> = BTreeMap::new();
+    let mut originals: BTreeMap<&str, Resources<'_>> = BTreeMap::new();
     let apply = mode == Mode::Apply && profile.is_confident();
-    for index in apps {
-        let Some(container) = spec.containers.get_mut(index) else {
+    for index in app_containers(pod) {
+        let Some(container) = spec.containers.get(index) else {
             continue;
         };
         let Some(learned) = profile.container(&container.name) else {
             continue;
         };
-        let Some(resources) = plan(container, &learned.recommendation, bounds) else {
+        let original = container.resources.as_ref();
+        let Some(resources) = plan(original, &learned.recommendation, bounds) else {
             continue;
         };
         if apply {
-            patch.add(
-                under(&container_path("containers", index), ["resources"]),
-                &resources,
+            patch.add_json(
+                format_args!("/spec/containers/{index}/resources"),
+                &serde_json::to_string(&resources)?,
             );
-            let original = container.resources.replace(resources.clone());
-            originals.insert(container.name.clone(), original.unwrap_or_default());
+            originals.insert(
+                &container.name,
+                original.map(Resources::of).unwrap_or_default(),
+            );
         }
-        planned.insert(container.name.clone(), resources);
+        planned.insert(&container.name, resources);
     }
     let profile_ref = format!(
         "{}/{}@{}",
@@ -332,18 +328,16 @@ fn size(
             .as_deref()
             .unwrap_or_default()
     );
-    patch.set_annotation(&mut pod.metadata, keys::PROFILE, profile_ref);
+    patch.set_annotation(keys::PROFILE, profile_ref);
     let (key, value) = if apply {
         (keys::ORIGINAL_RESOURCES, &originals)
     } else {
         (keys::RECOMMENDATION, &planned)
     };
-    // Serializing a map of k8s-openapi structs to JSON cannot fail (string keys, no floats).
-    if !value.is_empty()
-        && let Ok(json) = serde_json::to_string(value)
-    {
-        patch.set_annotation(&mut pod.metadata, key, json);
+    if !value.is_empty() {
+        patch.set_annotation(key, serde_json::to_string(value)?);
     }
+    Ok(())
 }
 
 #[cfg(test)]

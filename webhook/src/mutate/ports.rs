@@ -3,19 +3,17 @@
 //! lifecycle hooks that used a renamed name are rewritten to the numeric port, so kubelet
 //! still talks to the app directly.
 
-use std::collections::HashSet;
+use std::borrow::Cow;
 
-use json_patch::jsonptr::{PointerBuf, Token};
-use k8s_openapi::{
-    api::core::v1::{Container, ContainerPort, LifecycleHandler, Pod, Probe},
-    apimachinery::pkg::util::intstr::IntOrString,
-};
 use snug_api::{
     PortMapping,
     ports::{ADMIN_PORT, FIRST_INBOUND_PORT, LAST_INBOUND_PORT, RENAMED_PORT_PREFIX},
 };
 
-use crate::patch::{PodPatch, container_path, under};
+use crate::{
+    patch::PodPatch,
+    view::{ContainerView, HandlerView, IntOrStr, PodView},
+};
 
 /// Longest port name Kubernetes accepts (IANA service name).
 const MAX_PORT_NAME: usize = 15;
@@ -31,82 +29,74 @@ pub struct Takeover {
 }
 
 /// Whether the takeover can work in this pod at all: the sidecar's admin port must be free.
-pub fn admin_port_free(pod: &Pod) -> bool {
-    !all_ports(pod).any(|p| p.container_port == i32::from(ADMIN_PORT))
+pub fn admin_port_free(pod: &PodView<'_>) -> bool {
+    !pod.all_ports()
+        .any(|p| p.container_port == i32::from(ADMIN_PORT))
 }
 
 /// Renames the named TCP ports of `app_containers` (indexes into `spec.containers`) and
 /// rewrites their probes and hooks, recording each change in `patch`; returns the sidecar's
 /// side of it.
-pub fn take_over(pod: &mut Pod, app_containers: &[usize], patch: &mut PodPatch) -> Takeover {
+pub fn take_over(
+    pod: &PodView<'_>,
+    app_containers: &[usize],
+    patch: &mut PodPatch<'_>,
+) -> Takeover {
     let mut takeover = Takeover::default();
-    let Some(spec) = pod.spec.as_mut() else {
+    let Some(spec) = pod.spec.as_ref() else {
         return takeover;
     };
-    let mut names: HashSet<String> = all_ports_of(spec).filter_map(|p| p.name.clone()).collect();
-    let mut used_numbers: HashSet<i32> = all_ports_of(spec).map(|p| p.container_port).collect();
+    // A pod has a handful of ports: lists searched in order beat hashing here.
+    let mut names: Vec<Cow<'_, str>> = pod
+        .all_ports()
+        .filter_map(|p| p.name.as_deref().map(Cow::Borrowed))
+        .collect();
+    let mut used_numbers: Vec<i32> = pod.all_ports().map(|p| p.container_port).collect();
     let mut next_listen = FIRST_INBOUND_PORT;
-    let mut taken_names = HashSet::new();
+    let mut taken_names: Vec<&str> = Vec::new();
     for &index in app_containers {
-        let Some(container) = spec.containers.get_mut(index) else {
+        let Some(container) = spec.containers.get(index) else {
             continue;
         };
-        let path = container_path("containers", index);
         let mut renamed = Vec::new();
-        for (port_index, port) in container.ports.iter_mut().flatten().enumerate() {
-            let label = format!("{}:{}", container.name, port.container_port);
-            let Some(name) = port.name.clone().filter(|n| !n.is_empty()) else {
-                takeover.not_intercepted.push(label);
+        for (port_index, port) in container.ports.iter().flatten().enumerate() {
+            let label = || format!("{}:{}", container.name, port.container_port);
+            let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) else {
+                takeover.not_intercepted.push(label());
                 continue;
             };
             let tcp = port.protocol.as_deref().is_none_or(|p| p == "TCP");
-            if !tcp || port.host_port.is_some() || !taken_names.insert(name.clone()) {
-                takeover.not_intercepted.push(label);
+            if !tcp || port.host_port.is_some() || taken_names.contains(&name) {
+                takeover.not_intercepted.push(label());
                 continue;
             }
+            taken_names.push(name);
             let Some(listen) = free_listen_port(&mut next_listen, &used_numbers) else {
-                takeover.not_intercepted.push(label);
+                takeover.not_intercepted.push(label());
                 continue;
             };
-            used_numbers.insert(i32::from(listen));
+            used_numbers.push(i32::from(listen));
             let Ok(app) = u16::try_from(port.container_port) else {
-                takeover.not_intercepted.push(label);
+                takeover.not_intercepted.push(label());
                 continue;
             };
-            let new_name = unique_name(&name, &names);
-            names.insert(new_name.clone());
-            let name_path = under(
-                &path,
-                [
-                    Token::new("ports"),
-                    Token::from(port_index),
-                    Token::new("name"),
-                ],
+            let new_name = unique_name(name, |n| names.iter().any(|m| m == n));
+            patch.replace_str(
+                format_args!("/spec/containers/{index}/ports/{port_index}/name"),
+                &new_name,
             );
-            patch.replace(name_path, new_name.clone().into());
-            port.name = Some(new_name);
-            renamed.push((name.clone(), port.container_port));
-            takeover.taken.push((name, PortMapping { listen, app }));
+            names.push(Cow::Owned(new_name));
+            renamed.push((name, port.container_port));
+            takeover
+                .taken
+                .push((name.to_owned(), PortMapping { listen, app }));
         }
-        rewrite_named_references(container, &path, &renamed, patch);
+        rewrite_named_references(container, index, &renamed, patch);
     }
     takeover
 }
 
-fn all_ports_of(
-    spec: &k8s_openapi::api::core::v1::PodSpec,
-) -> impl Iterator<Item = &ContainerPort> {
-    spec.containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .flat_map(|c| c.ports.iter().flatten())
-}
-
-fn all_ports(pod: &Pod) -> impl Iterator<Item = &ContainerPort> {
-    pod.spec.iter().flat_map(all_ports_of)
-}
-
-fn free_listen_port(next: &mut u16, used: &HashSet<i32>) -> Option<u16> {
+fn free_listen_port(next: &mut u16, used: &[i32]) -> Option<u16> {
     while *next <= LAST_INBOUND_PORT {
         let candidate = *next;
         *next += 1;
@@ -119,10 +109,10 @@ fn free_listen_port(next: &mut u16, used: &HashSet<i32>) -> Option<u16> {
 
 /// `snug-app-<name>`, cut to 15 characters without a trailing hyphen, made unique with a digit
 /// suffix when the cut collides with a name already in the pod.
-pub fn unique_name(original: &str, taken: &HashSet<String>) -> String {
+pub fn unique_name(original: &str, taken: impl Fn(&str) -> bool) -> String {
     let full = format!("{RENAMED_PORT_PREFIX}{original}");
     let base = trim_name(&full, MAX_PORT_NAME);
-    if !taken.contains(&base) {
+    if !taken(&base) {
         return base;
     }
     (2u32..)
@@ -130,7 +120,7 @@ pub fn unique_name(original: &str, taken: &HashSet<String>) -> String {
             let suffix = n.to_string();
             format!("{}{suffix}", trim_name(&full, MAX_PORT_NAME - suffix.len()))
         })
-        .find(|candidate| !taken.contains(candidate))
+        .find(|candidate| !taken(candidate))
         .unwrap_or(base) // unreachable: the range is unbounded and `taken` is finite
 }
 
@@ -140,57 +130,40 @@ fn trim_name(name: &str, max: usize) -> String {
     cut.trim_end_matches('-').to_owned()
 }
 
-/// Probes and lifecycle hooks of `container` (at `path`) that name a renamed port get its
-/// number instead.
+/// Probes and lifecycle hooks of `container` (at `index` in `spec.containers`) that name a
+/// renamed port get its number instead.
 fn rewrite_named_references(
-    container: &mut Container,
-    path: &PointerBuf,
-    renamed: &[(String, i32)],
-    patch: &mut PodPatch,
+    container: &ContainerView<'_>,
+    index: usize,
+    renamed: &[(&str, i32)],
+    patch: &mut PodPatch<'_>,
 ) {
     if renamed.is_empty() {
         return;
     }
-    let mut numeric = |port: &mut IntOrString, at: &[&str]| {
-        if let IntOrString::String(name) = port
-            && let Some(&(_, number)) = renamed.iter().find(|(n, _)| n == name)
-        {
-            *port = IntOrString::Int(number);
-            patch.replace(
-                under(path, at.iter().copied().chain(["port"])),
-                number.into(),
-            );
+    let mut numeric = |handler: &Option<HandlerView<'_>>, field: &str| {
+        let Some(handler) = handler else { return };
+        for (action, port) in [
+            ("httpGet", handler.http_get.as_ref()),
+            ("tcpSocket", handler.tcp_socket.as_ref()),
+        ] {
+            if let Some(port) = port
+                && let IntOrStr::Str(name) = &port.port
+                && let Some(&(_, number)) = renamed.iter().find(|(n, _)| *name == **n)
+            {
+                patch.replace_int(
+                    format_args!("/spec/containers/{index}/{field}/{action}/port"),
+                    i64::from(number),
+                );
+            }
         }
     };
-    let probes: [(&str, &mut Option<Probe>); 3] = [
-        ("livenessProbe", &mut container.liveness_probe),
-        ("readinessProbe", &mut container.readiness_probe),
-        ("startupProbe", &mut container.startup_probe),
-    ];
-    for (field, probe) in probes {
-        let Some(probe) = probe else { continue };
-        if let Some(get) = probe.http_get.as_mut() {
-            numeric(&mut get.port, &[field, "httpGet"]);
-        }
-        if let Some(tcp) = probe.tcp_socket.as_mut() {
-            numeric(&mut tcp.port, &[field, "tcpSocket"]);
-        }
-    }
-    let Some(lifecycle) = container.lifecycle.as_mut() else {
-        return;
-    };
-    let hooks: [(&str, &mut Option<LifecycleHandler>); 2] = [
-        ("postStart", &mut lifecycle.post_start),
-        ("preStop", &mut lifecycle.pre_stop),
-    ];
-    for (field, hook) in hooks {
-        let Some(hook) = hook else { continue };
-        if let Some(get) = hook.http_get.as_mut() {
-            numeric(&mut get.port, &["lifecycle", field, "httpGet"]);
-        }
-        if let Some(tcp) = hook.tcp_socket.as_mut() {
-            numeric(&mut tcp.port, &["lifecycle", field, "tcpSocket"]);
-        }
+    numeric(&container.liveness_probe, "livenessProbe");
+    numeric(&container.readiness_probe, "readinessProbe");
+    numeric(&container.startup_probe, "startupProbe");
+    if let Some(lifecycle) = &container.lifecycle {
+        numeric(&lifecycle.post_start, "lifecycle/postStart");
+        numeric(&lifecycle.pre_stop, "lifecycle/preStop");
     }
 }
 
@@ -198,21 +171,20 @@ fn rewrite_named_references(
 mod tests {
     use super::*;
 
+    use std::collections::HashSet;
+
     #[test]
     fn renamed_ports_are_valid_unique_service_names() {
         let mut taken = HashSet::new();
-        let a = unique_name("metrics-a", &taken);
+        let a = unique_name("metrics-a", |n| taken.contains(n));
         assert_eq!(a, "snug-app-metric");
         taken.insert(a);
-        let b = unique_name("metrics-b", &taken);
+        let b = unique_name("metrics-b", |n| taken.contains(n));
         assert_eq!(b, "snug-app-metri2");
-        assert_eq!(
-            unique_name("https-admin", &HashSet::new()),
-            "snug-app-https"
-        );
-        assert_eq!(unique_name("http", &HashSet::new()), "snug-app-http");
+        assert_eq!(unique_name("https-admin", |_| false), "snug-app-https");
+        assert_eq!(unique_name("http", |_| false), "snug-app-http");
         for name in [a_long_name(), "x".into(), "a-b".into()] {
-            let n = unique_name(&name, &HashSet::new());
+            let n = unique_name(&name, |_| false);
             assert!(
                 n.len() <= 15 && !n.ends_with('-') && !n.contains("--"),
                 "{n}"
@@ -226,7 +198,7 @@ mod tests {
 
     #[test]
     fn listen_ports_skip_numbers_the_pod_uses() {
-        let used: HashSet<i32> = [4700, 4702].into();
+        let used = [4700, 4702];
         let mut next = FIRST_INBOUND_PORT;
         assert_eq!(free_listen_port(&mut next, &used), Some(4701));
         assert_eq!(free_listen_port(&mut next, &used), Some(4703));

@@ -2,15 +2,48 @@
 //! when the profile gives no limit, clamped to the pod's `snug.dev/min-*`/`max-*` bounds and
 //! the namespace's LimitRange maximums.
 
-use std::collections::BTreeMap;
+use std::{borrow::Cow, collections::BTreeMap};
 
-use k8s_openapi::{
-    api::core::v1::{Container, ResourceRequirements},
-    apimachinery::pkg::api::resource::Quantity,
-};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde::Serialize;
+use serde_json::value::RawValue;
 use snug_api::{ContainerRecommendation, keys, quantity};
 
-use crate::store::LimitMax;
+use crate::{
+    store::LimitMax,
+    view::{ResourcesView, StrMap},
+};
+
+/// A container's `resources` as the webhook writes them: quantities by resource name, the
+/// claims kept verbatim.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Resources<'v> {
+    /// `claims`, as sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<&'v RawValue>,
+    /// `limits`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits: Option<BTreeMap<&'v str, Cow<'v, str>>>,
+    /// `requests`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests: Option<BTreeMap<&'v str, Cow<'v, str>>>,
+}
+
+impl<'v> Resources<'v> {
+    /// The resources as sent.
+    pub fn of(view: &'v ResourcesView<'_>) -> Self {
+        let map = |m: &'v StrMap<'_>| -> BTreeMap<&'v str, Cow<'v, str>> {
+            m.0.iter()
+                .map(|(k, v)| (&**k, Cow::Borrowed(&**v)))
+                .collect()
+        };
+        Resources {
+            claims: view.claims,
+            limits: view.limits.as_ref().map(map),
+            requests: view.requests.as_ref().map(map),
+        }
+    }
+}
 
 /// Bounds of one resource: a floor and a ceiling, each with the text to write when hit.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -34,7 +67,7 @@ pub struct Bounds {
 
 impl Bounds {
     /// Bounds from the pod's annotations, tightened by the namespace's LimitRange.
-    pub fn new(annotations: Option<&BTreeMap<String, String>>, limit_max: LimitMax) -> Bounds {
+    pub fn new(annotations: Option<&StrMap<'_>>, limit_max: LimitMax) -> Bounds {
         let mut bounds = Bounds::default();
         let mut read = |key: &str| -> Option<(f64, Quantity)> {
             let text = annotations?.get(key)?;
@@ -86,14 +119,14 @@ fn memory_floor(bytes: f64) -> Quantity {
     Quantity(format!("{}", bytes.floor().max(0.0) as u64))
 }
 
-/// The resources a container should get from its recommendation, or `None` when the
-/// recommendation says nothing usable.
-pub fn plan(
-    container: &Container,
+/// The resources a container should get from its recommendation, given what it has
+/// (`original`), or `None` when the recommendation says nothing usable.
+pub fn plan<'v>(
+    original: Option<&'v ResourcesView<'_>>,
     rec: &ContainerRecommendation,
     bounds: &Bounds,
-) -> Option<ResourceRequirements> {
-    let original = container.resources.clone().unwrap_or_default();
+) -> Option<Resources<'v>> {
+    let original = original.map(Resources::of).unwrap_or_default();
     let mut requests = original.requests.clone().unwrap_or_default();
     let mut limits = original.limits.clone().unwrap_or_default();
     let mut changed = false;
@@ -120,8 +153,8 @@ pub fn plan(
         else {
             continue;
         };
-        let old_request = original_value(&original.requests, name);
-        let old_limit = original_value(&original.limits, name);
+        let old_request = original_value(original.requests.as_ref(), name);
+        let old_limit = original_value(original.limits.as_ref(), name);
         let request = clamp(request, range);
         let limit = match want_limit
             .as_ref()
@@ -133,7 +166,7 @@ pub fn plan(
                 old_limit.map(|l| request * l / old_request.unwrap_or(l).max(f64::MIN_POSITIVE))
             }
         };
-        requests.insert(name.into(), written(request, range, format));
+        requests.insert(name, Cow::Owned(written(request, range, format).0));
         if let Some(limit) = limit {
             let limit = clamp(
                 limit,
@@ -143,21 +176,20 @@ pub fn plan(
                 },
             )
             .max(request);
-            limits.insert(name.into(), written(limit, range, format));
+            limits.insert(name, Cow::Owned(written(limit, range, format).0));
         }
         changed = true;
     }
-    changed.then(|| ResourceRequirements {
+    changed.then(|| Resources {
+        claims: original.claims,
         requests: (!requests.is_empty()).then_some(requests),
         limits: (!limits.is_empty()).then_some(limits),
-        ..original
     })
 }
 
-fn original_value(map: &Option<BTreeMap<String, Quantity>>, name: &str) -> Option<f64> {
-    map.as_ref()?
-        .get(name)
-        .and_then(|q| quantity::parse_quantity(q).ok())
+fn original_value(map: Option<&BTreeMap<&str, Cow<'_, str>>>, name: &str) -> Option<f64> {
+    map?.get(name)
+        .and_then(|q| quantity::parse(q).ok())
         .filter(|v| *v > 0.0)
 }
 
@@ -193,19 +225,26 @@ mod tests {
         Quantity(s.into())
     }
 
-    fn container(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> Container {
+    fn container(requests: &[(&str, &str)], limits: &[(&str, &str)]) -> ResourcesView<'static> {
         let map = |pairs: &[(&str, &str)]| {
-            (!pairs.is_empty()).then(|| pairs.iter().map(|(k, v)| (k.to_string(), q(v))).collect())
+            (!pairs.is_empty()).then(|| {
+                StrMap(
+                    pairs
+                        .iter()
+                        .map(|(k, v)| (k.to_string().into(), v.to_string().into()))
+                        .collect(),
+                )
+            })
         };
-        Container {
-            name: "app".into(),
-            resources: Some(ResourceRequirements {
-                requests: map(requests),
-                limits: map(limits),
-                ..Default::default()
-            }),
-            ..Default::default()
+        ResourcesView {
+            requests: map(requests),
+            limits: map(limits),
+            claims: None,
         }
+    }
+
+    fn get<'a>(map: &'a Option<BTreeMap<&str, Cow<'_, str>>>, key: &str) -> &'a str {
+        &map.as_ref().unwrap()[key]
     }
 
     fn rec(cpu: &str, memory: &str) -> ContainerRecommendation {
@@ -224,34 +263,31 @@ mod tests {
             &[("cpu", "500m"), ("memory", "512Mi")],
             &[("cpu", "1"), ("memory", "512Mi")],
         );
-        let r = plan(&c, &rec("200m", "300Mi"), &Bounds::default()).unwrap();
-        let requests = r.requests.unwrap();
-        let limits = r.limits.unwrap();
-        assert_eq!(requests["cpu"], q("200m"));
-        assert_eq!(limits["cpu"], q("400m"));
-        assert_eq!(requests["memory"], q("300Mi"));
-        assert_eq!(limits["memory"], q("300Mi"));
+        let r = plan(Some(&c), &rec("200m", "300Mi"), &Bounds::default()).unwrap();
+        assert_eq!(get(&r.requests, "cpu"), "200m");
+        assert_eq!(get(&r.limits, "cpu"), "400m");
+        assert_eq!(get(&r.requests, "memory"), "300Mi");
+        assert_eq!(get(&r.limits, "memory"), "300Mi");
     }
 
     #[test]
     fn no_original_limit_means_no_limit_unless_the_profile_gives_one() {
         let c = container(&[("cpu", "1")], &[]);
-        let r = plan(&c, &rec("100m", "64Mi"), &Bounds::default()).unwrap();
+        let r = plan(Some(&c), &rec("100m", "64Mi"), &Bounds::default()).unwrap();
         assert!(r.limits.is_none());
         let mut with_limit = rec("100m", "64Mi");
         with_limit.limits.memory = Some(q("128Mi"));
-        let r = plan(&c, &with_limit, &Bounds::default()).unwrap();
-        assert_eq!(r.limits.unwrap()["memory"], q("128Mi"));
+        let r = plan(Some(&c), &with_limit, &Bounds::default()).unwrap();
+        assert_eq!(get(&r.limits, "memory"), "128Mi");
     }
 
     #[test]
     fn bounds_and_limit_range_clamp_requests_and_limits() {
-        let annotations: BTreeMap<String, String> = [
-            (keys::MIN_CPU.to_owned(), "300m".to_owned()),
-            (keys::MAX_MEMORY.to_owned(), "100M".to_owned()),
-            (keys::MAX_CPU.to_owned(), "nonsense".to_owned()),
-        ]
-        .into();
+        let annotations = StrMap(vec![
+            (keys::MIN_CPU.into(), "300m".into()),
+            (keys::MAX_MEMORY.into(), "100M".into()),
+            (keys::MAX_CPU.into(), "nonsense".into()),
+        ]);
         let bounds = Bounds::new(
             Some(&annotations),
             LimitMax {
@@ -264,22 +300,28 @@ mod tests {
             &[("cpu", "1"), ("memory", "1Gi")],
             &[("cpu", "4"), ("memory", "2Gi")],
         );
-        let r = plan(&c, &rec("100m", "400Mi"), &bounds).unwrap();
-        let (requests, limits) = (r.requests.unwrap(), r.limits.unwrap());
-        assert_eq!(requests["cpu"], q("300m"), "raised to min-cpu");
+        let r = plan(Some(&c), &rec("100m", "400Mi"), &bounds).unwrap();
+        assert_eq!(get(&r.requests, "cpu"), "300m", "raised to min-cpu");
         assert_eq!(
-            limits["cpu"],
-            q("800m"),
+            get(&r.limits, "cpu"),
+            "800m",
             "ratio 4x capped by the LimitRange max"
         );
         // 100M is not a whole number of MiB: the ceiling is written verbatim, never above.
-        assert_eq!(requests["memory"], q("100M"));
-        assert_eq!(limits["memory"], q("100M"));
+        assert_eq!(get(&r.requests, "memory"), "100M");
+        assert_eq!(get(&r.limits, "memory"), "100M");
     }
 
     #[test]
     fn an_empty_recommendation_changes_nothing() {
         let c = container(&[("cpu", "1")], &[]);
-        assert!(plan(&c, &ContainerRecommendation::default(), &Bounds::default()).is_none());
+        assert!(
+            plan(
+                Some(&c),
+                &ContainerRecommendation::default(),
+                &Bounds::default()
+            )
+            .is_none()
+        );
     }
 }

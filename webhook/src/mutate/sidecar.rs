@@ -1,141 +1,168 @@
-//! The sidecar container as the webhook writes it into a pod.
+//! The sidecar container as the webhook writes it into a pod, written straight as JSON.
 
-use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
-use k8s_openapi::{
-    api::core::v1::{
-        Capabilities, Container, ContainerPort, EnvVar, HTTPGetAction, Probe, ResourceRequirements,
-        SeccompProfile, SecurityContext,
-    },
-    apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
-};
 use snug_api::{
     PortMap, PortMapping, WorkloadProfile,
     ports::{self, ADMIN_PORT, ADMIN_PORT_NAME, SIDECAR_CONTAINER_NAME, SIDECAR_UID},
 };
 
-use crate::config::InjectConfig;
+use crate::{config::InjectConfig, patch::push_str};
 
-/// Builds the sidecar: one port per taken-over name, the admin port, hardened security context.
-pub fn sidecar_container(
+/// Writes the sidecar as a JSON object: one port per taken-over name, the admin port, a
+/// hardened security context (non-root with an explicit uid, so a pod-level `runAsUser: 0`
+/// cannot make the sidecar root).
+pub fn write_sidecar(
+    out: &mut String,
     config: &InjectConfig,
     taken: &[(String, PortMapping)],
     profile: Option<&WorkloadProfile>,
     native: bool,
-) -> Container {
+) {
     let map = PortMap(taken.iter().map(|(_, m)| *m).collect());
-    let mut container_ports: Vec<ContainerPort> = taken
-        .iter()
-        .map(|(name, m)| tcp_port(name, m.listen))
-        .collect();
-    container_ports.push(tcp_port(ADMIN_PORT_NAME, ADMIN_PORT));
-    Container {
-        name: SIDECAR_CONTAINER_NAME.into(),
-        image: Some(config.sidecar_image.clone()),
-        image_pull_policy: Some("IfNotPresent".into()),
-        env: Some(vec![
-            env(ports::ENV_PORTS, map.to_string()),
-            env(ports::ENV_ADMIN_PORT, ADMIN_PORT.to_string()),
-        ]),
-        ports: Some(container_ports),
-        readiness_probe: Some(admin_probe(ports::READY_PATH, 5)),
-        liveness_probe: Some(admin_probe(ports::LIVE_PATH, 10)),
-        resources: Some(sidecar_resources(config, profile)),
-        security_context: Some(hardened()),
-        restart_policy: native.then(|| "Always".into()),
-        termination_message_policy: Some("FallbackToLogsOnError".into()),
-        ..Default::default()
+    out.push_str(r#"{"env":[{"name":"#);
+    push_str(out, ports::ENV_PORTS);
+    write!(out, r#","value":"{map}"}},{{"name":"#).ok();
+    push_str(out, ports::ENV_ADMIN_PORT);
+    write!(out, r#","value":"{ADMIN_PORT}"}}],"image":"#).ok();
+    push_str(out, &config.sidecar_image);
+    out.push_str(r#","imagePullPolicy":"IfNotPresent","livenessProbe":"#);
+    admin_probe(out, ports::LIVE_PATH, 10);
+    out.push_str(r#","name":"#);
+    push_str(out, SIDECAR_CONTAINER_NAME);
+    out.push_str(r#","ports":["#);
+    for (name, m) in taken {
+        tcp_port(out, name, m.listen);
+        out.push(',');
     }
+    tcp_port(out, ADMIN_PORT_NAME, ADMIN_PORT);
+    out.push_str(r#"],"readinessProbe":"#);
+    admin_probe(out, ports::READY_PATH, 5);
+    out.push_str(r#","resources":"#);
+    sidecar_resources(out, config, profile);
+    if native {
+        out.push_str(r#","restartPolicy":"Always""#);
+    }
+    write!(
+        out,
+        concat!(
+            r#","securityContext":{{"allowPrivilegeEscalation":false,"capabilities":{{"drop":["ALL"]}},"#,
+            r#""privileged":false,"readOnlyRootFilesystem":true,"runAsGroup":{uid},"runAsNonRoot":true,"#,
+            r#""runAsUser":{uid},"seccompProfile":{{"type":"RuntimeDefault"}}}},"#,
+            r#""terminationMessagePolicy":"FallbackToLogsOnError"}}"#
+        ),
+        uid = SIDECAR_UID
+    )
+    .ok();
 }
 
-fn tcp_port(name: &str, port: u16) -> ContainerPort {
-    ContainerPort {
-        name: Some(name.into()),
-        container_port: i32::from(port),
-        protocol: Some("TCP".into()),
-        ..Default::default()
-    }
+fn tcp_port(out: &mut String, name: &str, port: u16) {
+    write!(out, r#"{{"containerPort":{port},"name":"#).ok();
+    push_str(out, name);
+    out.push_str(r#","protocol":"TCP"}"#);
 }
 
-fn env(name: &str, value: String) -> EnvVar {
-    EnvVar {
-        name: name.into(),
-        value: Some(value),
-        ..Default::default()
-    }
+fn admin_probe(out: &mut String, path: &str, period: i32) {
+    out.push_str(r#"{"failureThreshold":3,"httpGet":{"path":"#);
+    push_str(out, path);
+    write!(out, r#","port":{ADMIN_PORT}}},"periodSeconds":{period}}}"#).ok();
 }
 
-fn admin_probe(path: &str, period: i32) -> Probe {
-    Probe {
-        http_get: Some(HTTPGetAction {
-            path: Some(path.into()),
-            port: IntOrString::Int(i32::from(ADMIN_PORT)),
-            ..Default::default()
-        }),
-        period_seconds: Some(period),
-        failure_threshold: Some(3),
-        ..Default::default()
-    }
-}
-
-/// Non-root with an explicit uid, so a pod-level `runAsUser: 0` cannot make the sidecar root.
-fn hardened() -> SecurityContext {
-    SecurityContext {
-        run_as_user: Some(SIDECAR_UID),
-        run_as_group: Some(SIDECAR_UID),
-        run_as_non_root: Some(true),
-        read_only_root_filesystem: Some(true),
-        allow_privilege_escalation: Some(false),
-        privileged: Some(false),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".into()]),
-            add: None,
-        }),
-        seccomp_profile: Some(SeccompProfile {
-            type_: "RuntimeDefault".into(),
-            localhost_profile: None,
-        }),
-        ..Default::default()
-    }
-}
-
-/// The sidecar's own entry of a confident profile, else the configured defaults.
-fn sidecar_resources(
-    config: &InjectConfig,
-    profile: Option<&WorkloadProfile>,
-) -> ResourceRequirements {
+/// The sidecar's own entry of a confident profile, else the configured defaults (no CPU
+/// limit: throttling the proxy would show up as the app's latency).
+fn sidecar_resources(out: &mut String, config: &InjectConfig, profile: Option<&WorkloadProfile>) {
     let learned = profile
         .filter(|p| p.is_confident())
         .and_then(|p| p.container(SIDECAR_CONTAINER_NAME))
         .map(|c| &c.recommendation);
-    let amounts = |a: &snug_api::ResourceAmounts| -> BTreeMap<String, Quantity> {
-        let mut map = BTreeMap::new();
+    let amounts = |out: &mut String, a: &snug_api::ResourceAmounts| {
+        out.push('{');
         if let Some(cpu) = &a.cpu {
-            map.insert("cpu".into(), cpu.clone());
+            out.push_str(r#""cpu":"#);
+            push_str(out, &cpu.0);
         }
         if let Some(memory) = &a.memory {
-            map.insert("memory".into(), memory.clone());
+            if a.cpu.is_some() {
+                out.push(',');
+            }
+            out.push_str(r#""memory":"#);
+            push_str(out, &memory.0);
         }
-        map
+        out.push('}');
     };
     if let Some(rec) = learned.filter(|r| r.requests.cpu.is_some() || r.requests.memory.is_some()) {
-        let limits = amounts(&rec.limits);
-        return ResourceRequirements {
-            requests: Some(amounts(&rec.requests)),
-            limits: (!limits.is_empty()).then_some(limits),
-            ..Default::default()
-        };
+        out.push('{');
+        if rec.limits.cpu.is_some() || rec.limits.memory.is_some() {
+            out.push_str(r#""limits":"#);
+            amounts(out, &rec.limits);
+            out.push(',');
+        }
+        out.push_str(r#""requests":"#);
+        amounts(out, &rec.requests);
+        out.push('}');
+        return;
     }
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([
-            ("cpu".into(), config.sidecar_cpu.clone()),
-            ("memory".into(), config.sidecar_memory.clone()),
-        ])),
-        // No CPU limit: throttling the proxy would show up as the app's latency.
-        limits: Some(BTreeMap::from([(
-            "memory".into(),
-            config.sidecar_memory_limit.clone(),
-        )])),
-        ..Default::default()
+    out.push_str(r#"{"limits":{"memory":"#);
+    push_str(out, &config.sidecar_memory_limit.0);
+    out.push_str(r#"},"requests":{"cpu":"#);
+    push_str(out, &config.sidecar_cpu.0);
+    out.push_str(r#","memory":"#);
+    push_str(out, &config.sidecar_memory.0);
+    out.push_str("}}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Container;
+
+    #[test]
+    fn the_sidecar_is_a_valid_hardened_container() {
+        let taken = [
+            (
+                "http".to_owned(),
+                PortMapping {
+                    listen: 4700,
+                    app: 8080,
+                },
+            ),
+            (
+                "grpc".to_owned(),
+                PortMapping {
+                    listen: 4701,
+                    app: 9090,
+                },
+            ),
+        ];
+        for native in [true, false] {
+            let mut out = String::new();
+            write_sidecar(&mut out, &InjectConfig::default(), &taken, None, native);
+            let c: Container = serde_json::from_str(&out).unwrap();
+            assert_eq!(c.name, SIDECAR_CONTAINER_NAME);
+            assert_eq!(c.restart_policy.is_some(), native);
+            let ports: Vec<_> = c
+                .ports
+                .unwrap()
+                .into_iter()
+                .map(|p| (p.name.unwrap(), p.container_port))
+                .collect();
+            assert_eq!(
+                ports,
+                [
+                    ("http".to_owned(), 4700),
+                    ("grpc".to_owned(), 4701),
+                    ("snug-admin".to_owned(), 4790)
+                ]
+            );
+            let env = c.env.unwrap();
+            assert_eq!(env[0].value.as_deref(), Some("4700:8080,4701:9090"));
+            let security = c.security_context.unwrap();
+            assert_eq!(security.run_as_user, Some(SIDECAR_UID));
+            assert_eq!(security.run_as_non_root, Some(true));
+            assert_eq!(security.allow_privilege_escalation, Some(false));
+            let resources = c.resources.unwrap();
+            assert!(!resources.limits.unwrap().contains_key("cpu"));
+            assert_eq!(resources.requests.unwrap()["cpu"].0, "10m");
+        }
     }
 }

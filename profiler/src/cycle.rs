@@ -218,12 +218,12 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
         at: f64,
         report: &mut CycleReport,
     ) {
-        let mut owner: HashMap<String, WorkloadKey> = HashMap::new();
+        let mut owner: HashMap<&str, &WorkloadKey> = HashMap::new();
         let mut targets = Vec::new();
         for (key, pods) in profiled {
             for pod in pods {
                 if let Some(url) = &pod.scrape_url {
-                    owner.insert(pod.uid.clone(), key.clone());
+                    owner.insert(pod.uid.as_str(), key);
                     targets.push(ScrapeTarget {
                         key: pod.uid.clone(),
                         url: url.clone(),
@@ -232,21 +232,21 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
             }
         }
         // Counters of pods that are gone are dropped with them.
-        self.readings.retain(|uid, _| owner.contains_key(uid));
+        self.readings
+            .retain(|uid, _| owner.contains_key(uid.as_str()));
         let results = self.ctx.scraper.scrape_all(targets).await;
-        let mut deltas: HashMap<WorkloadKey, Vec<ReadingDelta>> = HashMap::new();
+        let mut deltas: HashMap<&WorkloadKey, Vec<ReadingDelta>> = HashMap::new();
+        let mut ok = 0;
         for (target, result) in results {
             match result {
                 Ok(reading) => {
-                    self.ctx.metrics.scrape(ScrapeOutcome::Ok.label());
-                    report.scrapes_ok += 1;
-                    self.warned.forget(&format!("scrape/{}", target.key));
+                    ok += 1;
+                    self.warned.forget_keyed("scrape", &target.key);
                     if let Some((then, previous)) = self.readings.get(&target.key) {
                         let delta = reading.since(previous, at - then);
-                        deltas
-                            .entry(owner[&target.key].clone())
-                            .or_default()
-                            .push(delta);
+                        if let Some(key) = owner.get(target.key.as_str()) {
+                            deltas.entry(*key).or_default().push(delta);
+                        }
                     }
                     self.readings.insert(target.key, (at, reading));
                 }
@@ -259,10 +259,14 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
                 }
             }
         }
+        report.scrapes_ok += ok;
+        self.ctx
+            .metrics
+            .scrapes_by(ScrapeOutcome::Ok.label(), ok as u64);
         let names = snapshot.workloads_by_ip();
         for (key, deltas) in deltas {
-            let pods = profiled.get(&key).map_or(1, Vec::len).max(1);
-            if let Some(model) = self.models.get_mut(&key)
+            let pods = profiled.get(key).map_or(1, Vec::len).max(1);
+            if let Some(model) = self.models.get_mut(key)
                 && let Some(rps) = model.traffic.fold(at, &deltas, &names)
             {
                 model.observe_traffic(at, rps / pods as f64);

@@ -44,6 +44,8 @@ pub struct ParseError {
 /// on error.
 pub fn parse<'a>(text: &'a str, mut on_sample: impl FnMut(&Sample<'_>)) -> Result<(), ParseError> {
     let mut labels: Vec<(&'a str, Cow<'a, str>)> = Vec::with_capacity(8);
+    // The samples of a family come one after another under one name: checked once.
+    let mut checked_name = "";
     let mut seen_eof = false;
     for (index, line) in text.lines().enumerate() {
         let fail = |reason| ParseError {
@@ -66,7 +68,7 @@ pub fn parse<'a>(text: &'a str, mut on_sample: impl FnMut(&Sample<'_>)) -> Resul
             continue;
         }
         labels.clear();
-        let (name, value) = sample_line(line, &mut labels).map_err(fail)?;
+        let (name, value) = sample_line(line, &mut labels, &mut checked_name).map_err(fail)?;
         on_sample(&Sample {
             name,
             labels: &labels,
@@ -101,21 +103,31 @@ fn check_comment(comment: &str) -> Result<(), &'static str> {
     }
 }
 
+/// Parses one sample line; `checked_name` is the last metric name found valid, so a family's
+/// name is checked once, not on every line.
 fn sample_line<'a>(
     line: &'a str,
     labels: &mut Vec<(&'a str, Cow<'a, str>)>,
+    checked_name: &mut &'a str,
 ) -> Result<(&'a str, f64), &'static str> {
     let name_end = line
         .bytes()
         .position(|b| matches!(b, b'{' | b' ' | b'\t'))
         .ok_or("sample without a value")?;
     let name = &line[..name_end];
-    if !is_metric_name(name) {
-        return Err("invalid metric name");
+    if name != *checked_name {
+        if !is_metric_name(name) {
+            return Err("invalid metric name");
+        }
+        *checked_name = name;
     }
     let mut rest = &line[name_end..];
     if let Some(after_brace) = rest.strip_prefix('{') {
         rest = label_set(after_brace, labels)?;
+    }
+    // Most samples are counts: one space and digits.
+    if let Some(count) = rest.strip_prefix(' ').and_then(small_integer) {
+        return Ok((name, count));
     }
     // OpenMetrics exemplars follow ` # `; they carry nothing the profiler uses. (A `#` cannot
     // occur in a value or a timestamp, and label values are behind us.)
@@ -168,49 +180,48 @@ fn label_set<'a>(
 /// A quoted label value up to its closing quote (escapes `\\`, `\"`, `\n`).
 fn quoted(body: &str) -> Result<(Cow<'_, str>, &str), &'static str> {
     let bytes = body.as_bytes();
-    let mut i = 0;
     let mut owned: Option<String> = None;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' => {
-                let value = match owned {
-                    Some(s) => Cow::Owned(s),
-                    None => Cow::Borrowed(&body[..i]),
-                };
-                return Ok((value, &body[i + 1..]));
-            }
-            b'\\' => {
-                let unescaped = match bytes.get(i + 1) {
-                    Some(b'\\') => '\\',
-                    Some(b'"') => '"',
-                    Some(b'n') => '\n',
-                    _ => return Err("invalid escape in label value"),
-                };
-                owned
-                    .get_or_insert_with(|| body[..i].to_owned())
-                    .push(unescaped);
-                i += 2;
-            }
-            _ => {
-                // Copy whole UTF-8 characters once an escape forced an owned value.
-                let len = utf8_len(bytes[i]);
-                if let Some(s) = owned.as_mut() {
-                    s.push_str(body.get(i..i + len).ok_or("invalid UTF-8")?);
+    // `body[..copied]` is in `owned` already (unescaped) once an escape forced an owned value.
+    let mut copied = 0;
+    let mut from = 0;
+    loop {
+        let at = from
+            + bytes[from..]
+                .iter()
+                .position(|b| matches!(b, b'"' | b'\\'))
+                .ok_or("unterminated label value")?;
+        if bytes[at] == b'"' {
+            let value = match owned {
+                Some(mut s) => {
+                    s.push_str(&body[copied..at]);
+                    Cow::Owned(s)
                 }
-                i += len;
-            }
+                None => Cow::Borrowed(&body[..at]),
+            };
+            return Ok((value, &body[at + 1..]));
         }
+        let unescaped = match bytes.get(at + 1) {
+            Some(b'\\') => '\\',
+            Some(b'"') => '"',
+            Some(b'n') => '\n',
+            _ => return Err("invalid escape in label value"),
+        };
+        let s = owned.get_or_insert_with(String::new);
+        s.push_str(&body[copied..at]);
+        s.push(unescaped);
+        from = at + 2;
+        copied = from;
     }
-    Err("unterminated label value")
 }
 
-fn utf8_len(first: u8) -> usize {
-    match first {
-        0x00..=0x7f => 1,
-        0xc0..=0xdf => 2,
-        0xe0..=0xef => 3,
-        _ => 4,
+/// Digits only, few enough to be exact as an `f64`.
+fn small_integer(text: &str) -> Option<f64> {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() || bytes.len() > 15 || !bytes.iter().all(u8::is_ascii_digit) {
+        return None;
     }
+    let n = bytes.iter().fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+    Some(n as f64)
 }
 
 fn parse_value(text: &str) -> Result<f64, &'static str> {
@@ -273,6 +284,33 @@ mod tests {
         assert_eq!(samples[2].2, 1500.0);
         assert_eq!(samples[3].1[0].1, "q\"u\\o\nte");
         assert!(samples[3].2.is_nan());
+    }
+
+    #[test]
+    fn counts_parse_like_any_other_number() {
+        let samples = collect(
+            "a 0\na 007\na 123456789012345\na 1234567890123456789\na 12 1700000000\na 3.5\n",
+        )
+        .unwrap();
+        let values: Vec<f64> = samples.iter().map(|s| s.2).collect();
+        assert_eq!(
+            values,
+            [
+                0.0,
+                7.0,
+                123456789012345.0,
+                1234567890123456789.0,
+                12.0,
+                3.5
+            ]
+        );
+        assert!(collect("a 12x\n").is_err());
+        assert!(collect("a{x=\"1\"} 12 13 14\n").is_err());
+        assert!(collect("a{x=\"1\"} \n").is_err());
+        assert!(
+            collect("b 1\na 1\n1a 1\n").is_err(),
+            "a name is checked when it changes"
+        );
     }
 
     #[test]

@@ -125,6 +125,15 @@ impl Metrics {
             .inc();
     }
 
+    /// Counts `n` scrapes of one outcome.
+    pub fn scrapes_by(&self, outcome: &str, n: u64) {
+        if n > 0 {
+            self.scrapes
+                .get_or_create(&one(names::LABEL_OUTCOME, outcome))
+                .inc_by(n);
+        }
+    }
+
     /// Counts a skipped input.
     pub fn skip(&self, reason: &str) {
         self.skipped

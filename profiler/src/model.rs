@@ -107,6 +107,8 @@ pub struct WorkloadModel {
     pub traffic: WorkloadTraffic,
     /// The last status written, to decide whether the next one is worth a write.
     pub written: Option<Written>,
+    /// The recommendations last exported as gauges, per container.
+    pub(crate) gauged: BTreeMap<String, Option<Recommendation>>,
 }
 
 impl WorkloadModel {
@@ -122,6 +124,7 @@ impl WorkloadModel {
             oom_seen: BTreeSet::new(),
             traffic: WorkloadTraffic::default(),
             written: None,
+            gauged: BTreeMap::new(),
         }
     }
 

@@ -20,6 +20,14 @@ impl WarnOnce {
         self.seen.insert(key.into())
     }
 
+    /// Forgets `prefix/key` (see [`WarnOnce::forget`]), without building the key when nothing
+    /// was warned about.
+    pub(crate) fn forget_keyed(&mut self, prefix: &str, key: &str) {
+        if !self.seen.is_empty() {
+            self.forget(&format!("{prefix}/{key}"));
+        }
+    }
+
     /// Forgets `key`, so a problem that went away and comes back is warned about again.
     pub(crate) fn forget(&mut self, key: &str) {
         self.seen.remove(key);

@@ -69,7 +69,24 @@ fn bounds() -> &'static [f64] {
     BOUNDS.get_or_init(latency::bucket_bounds)
 }
 
-fn bucket_index(le: &str) -> Option<usize> {
+/// The `le` text each bucket bound was first seen written as (every sidecar writes a bound the
+/// same way), so a bound's float is parsed once per process, not once per line.
+fn bound_texts() -> &'static [std::sync::OnceLock<Box<str>>] {
+    static TEXTS: std::sync::OnceLock<Vec<std::sync::OnceLock<Box<str>>>> =
+        std::sync::OnceLock::new();
+    TEXTS.get_or_init(|| (0..bounds().len()).map(|_| Default::default()).collect())
+}
+
+/// The bucket of an `le` label; `expected` is the likely one (buckets come in order).
+fn bucket_index(le: &str, expected: usize) -> Option<usize> {
+    let texts = bound_texts();
+    if texts
+        .get(expected)
+        .and_then(|t| t.get())
+        .is_some_and(|text| **text == *le)
+    {
+        return Some(expected);
+    }
     let bounds = bounds();
     let value: f64 = match le {
         "+Inf" | "Inf" => return Some(bounds.len()),
@@ -77,7 +94,11 @@ fn bucket_index(le: &str) -> Option<usize> {
     };
     let i = bounds.partition_point(|b| *b < value * (1.0 - 1e-9));
     let bound = *bounds.get(i)?;
-    ((bound - value).abs() <= bound * 1e-9).then_some(i)
+    let found = (bound - value).abs() <= bound * 1e-9;
+    if found {
+        let _ = texts[i].set(le.into());
+    }
+    found.then_some(i)
 }
 
 fn is_error_class(class: &str) -> bool {
@@ -95,15 +116,23 @@ impl SidecarReading {
             peers: HashMap::new(),
         };
         let mut problem = None;
+        let mut next_bucket = 0;
         exposition::parse(text, |sample| {
             if problem.is_none() {
-                problem = reading.add(sample, &duration_bucket).err();
+                problem = reading
+                    .add(sample, &duration_bucket, &mut next_bucket)
+                    .err();
             }
         })?;
         problem.map_or(Ok(reading), Err)
     }
 
-    fn add(&mut self, sample: &Sample<'_>, duration_bucket: &str) -> Result<(), ReadingError> {
+    fn add(
+        &mut self,
+        sample: &Sample<'_>,
+        duration_bucket: &str,
+        next_bucket: &mut usize,
+    ) -> Result<(), ReadingError> {
         let value = sample.value;
         let name = sample.name;
         let relevant = name == duration_bucket
@@ -114,8 +143,10 @@ impl SidecarReading {
         }
         if name == duration_bucket {
             let le = sample.label("le").unwrap_or("");
-            let i = bucket_index(le).ok_or_else(|| ReadingError::UnknownBucket(le.into()))?;
+            let i = bucket_index(le, *next_bucket)
+                .ok_or_else(|| ReadingError::UnknownBucket(le.into()))?;
             self.duration_buckets[i] += value;
+            *next_bucket = i + 1;
         } else if name == metrics::REQUESTS_TOTAL {
             self.requests += value;
             if sample

@@ -20,7 +20,8 @@
 //! cycles 2 and 3 fold increments and are the steady state. It prints CPU time (user + system)
 //! per cycle and RSS of the profiler process, and as baselines measured in the same run, the
 //! CPU time of merely fetching the same bodies with a plain HTTP client (no parsing, no
-//! profiling), over new connections and over kept-alive ones.
+//! profiling), over new connections and over kept-alive ones. The baseline runs in a process of
+//! its own, so the memory its client held is not counted in the profiler's RSS.
 
 // A benchmark harness run by hand: failing loudly on a broken setup is what it should do.
 #![allow(clippy::expect_used)]
@@ -122,6 +123,15 @@ fn main() {
     if args.first().map(String::as_str) == Some("serve-sidecars") {
         let pods = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
         return serve_sidecars(pods);
+    }
+    if args.first().map(String::as_str) == Some("fetch-only") {
+        let pods = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
+        let port = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let (new_connections, kept_alive, held) = runtime.block_on(fetch_only(pods, port));
+        let cpu = |c: Cpu| format!("{} {}", c.user, c.system);
+        println!("{} {} {held}", cpu(new_connections), cpu(kept_alive));
+        return;
     }
     let pods: usize = args.first().and_then(|n| n.parse().ok()).unwrap_or(10_000);
     let workloads: usize = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(2_000);
@@ -290,7 +300,7 @@ impl UsageSource for SyntheticUsage {
 
 async fn bench(pods: usize, workloads: usize) {
     let exe = std::env::current_exe().expect("own path");
-    let mut child = Command::new(exe)
+    let mut child = Command::new(&exe)
         .args(["serve-sidecars", &pods.to_string()])
         .stdout(Stdio::piped())
         .spawn()
@@ -305,11 +315,10 @@ async fn bench(pods: usize, workloads: usize) {
         "profiler scale: {pods} pods, {workloads} workloads, {} usage samples per cycle",
         pods * 2
     );
-    let rss = status_mib("VmRSS:");
-    let (new_connections, kept_alive, held) = fetch_only(pods, port).await;
+    let (new_connections, kept_alive, held) = fetch_only_in_child(&exe, pods, port);
     println!("baseline: fetch the {pods} bodies, no parsing, new connections: {new_connections}");
     println!(
-        "baseline: fetch the {pods} bodies, no parsing, kept-alive connections: {kept_alive}; {:.0} MiB RSS holding {pods} idle connections ({rss:.0} MiB before)",
+        "baseline: fetch the {pods} bodies, no parsing, kept-alive connections: {kept_alive}; {:.0} MiB RSS holding {pods} idle connections",
         held
     );
     for kind in [RecommenderKind::Snug, RecommenderKind::Vpa] {
@@ -369,6 +378,25 @@ async fn profile(pods: usize, workloads: usize, port: u16, kind: RecommenderKind
             status_mib("VmRSS:"),
         );
     }
+}
+
+/// [`fetch_only`] in a process of its own, so that what its client allocated is not counted
+/// in the profiler's RSS.
+fn fetch_only_in_child(exe: &std::path::Path, pods: usize, port: u16) -> (Cpu, Cpu, f64) {
+    let output = Command::new(exe)
+        .args(["fetch-only", &pods.to_string(), &port.to_string()])
+        .output()
+        .expect("baseline process");
+    let numbers: Vec<f64> = String::from_utf8_lossy(&output.stdout)
+        .split_whitespace()
+        .map(|n| n.parse().expect("baseline figures"))
+        .collect();
+    let cpu = |user: f64, system: f64| Cpu { user, system };
+    (
+        cpu(numbers[0], numbers[1]),
+        cpu(numbers[2], numbers[3]),
+        numbers[4],
+    )
 }
 
 /// CPU to GET every body with a plain client at the same concurrency and buffer size as the

@@ -19,19 +19,23 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
     pub(super) async fn write(&mut self, profiled: &Profiled, at: f64) -> usize {
         let mut due: Vec<(WorkloadKey, WorkloadProfileStatus, Written)> = Vec::new();
         for key in profiled.keys() {
-            let Some(model) = self.models.get(key) else {
+            let Some(model) = self.models.get_mut(key) else {
                 continue;
             };
-            let (mut status, written) = model.status(at, &self.ctx.settings);
+            let written = model.assess(at, &self.ctx.settings);
+            // Gauges are set when a recommendation changed, not every cycle.
             for (container, recommendation) in &written.recommendations {
-                let recommendation = recommendation.as_ref();
-                self.ctx
-                    .metrics
-                    .set_recommendation(key, container, recommendation);
+                if model.gauged.get(container) != Some(recommendation) {
+                    self.ctx
+                        .metrics
+                        .set_recommendation(key, container, recommendation.as_ref());
+                    model.gauged.insert(container.clone(), *recommendation);
+                }
             }
             if !model.worth_writing(&written, &self.ctx.settings) {
                 continue;
             }
+            let mut status = model.status_of(&written, &self.ctx.settings);
             // Only statuses that get written carry the checkpoint: encoding (JSON + gzip) is
             // the dearest part of a status, and most cycles write few.
             match model.checkpoint().and_then(|c| c.encode()) {

@@ -83,21 +83,51 @@ impl WorkloadModel {
     /// The status at `at` (without the checkpoint, which only written statuses need: see
     /// [`WorkloadModel::checkpoint`]), and the record to keep if it is written.
     pub fn status(&self, at: f64, settings: &ModelSettings) -> (WorkloadProfileStatus, Written) {
+        let written = self.assess(at, settings);
+        (self.status_of(&written, settings), written)
+    }
+
+    /// What a status at `at` would say that decides whether it is worth writing (see
+    /// [`WorkloadModel::worth_writing`]): the recommendations, asked of each container's
+    /// recommender once, confidence and readiness. [`WorkloadModel::status_of`] builds the
+    /// status itself, for the few that get written.
+    pub fn assess(&self, at: f64, settings: &ModelSettings) -> Written {
         let recommendations = self.recommendations(at);
-        let window = match (self.observed_since, self.last_sample) {
-            (Some(first), Some(last)) => (last - first).max(0.0),
-            _ => 0.0,
-        };
         let per_container = self.samples as f64 / self.containers.len().max(1) as f64;
         let all_recommended =
             !recommendations.is_empty() && recommendations.values().all(Option::is_some);
         // A profile without a recommendation for every container must never be applied.
         let confidence = if all_recommended {
-            confidence(window, per_container, settings)
+            confidence(self.window(), per_container, settings)
         } else {
             0.0
         };
         let ready = confidence >= MIN_CONFIDENCE_TO_APPLY;
+        let ready_since = match &self.written {
+            Some(w) if w.ready == ready => w.ready_since,
+            _ => at,
+        };
+        Written {
+            at,
+            ready,
+            confidence,
+            oom_kills: self.containers.values().map(|c| c.oom_kills).sum(),
+            recommendations,
+            ready_since,
+        }
+    }
+
+    /// Seconds between the first and the last usage sample.
+    fn window(&self) -> f64 {
+        match (self.observed_since, self.last_sample) {
+            (Some(first), Some(last)) => (last - first).max(0.0),
+            _ => 0.0,
+        }
+    }
+
+    /// The status `written` (from [`WorkloadModel::assess`]) describes, without the checkpoint.
+    pub fn status_of(&self, written: &Written, settings: &ModelSettings) -> WorkloadProfileStatus {
+        let window = self.window();
         let containers: Vec<ContainerProfile> = self
             .containers
             .iter()
@@ -105,41 +135,29 @@ impl WorkloadModel {
                 name: name.clone(),
                 cpu: c.cpu.summary(),
                 memory: c.memory.summary(),
-                recommendation: recommendations[name]
-                    .as_ref()
+                recommendation: written
+                    .recommendations
+                    .get(name)
+                    .and_then(Option::as_ref)
                     .map(recommendation)
                     .unwrap_or_default(),
                 oom_kills: c.oom_kills,
             })
             .collect();
-        let oom_kills = containers.iter().map(|c| c.oom_kills).sum();
-        let ready_since = match &self.written {
-            Some(w) if w.ready == ready => w.ready_since,
-            _ => at,
-        };
-        let written = Written {
-            at,
-            ready,
-            confidence,
-            oom_kills,
-            recommendations,
-            ready_since,
-        };
-        let status = WorkloadProfileStatus {
-            summary: Some(self.summary(&written)),
-            conditions: vec![ready_condition(&written, window, settings)],
+        WorkloadProfileStatus {
+            summary: Some(self.summary(written)),
+            conditions: vec![ready_condition(written, window, settings)],
             containers,
-            oom_kills,
+            oom_kills: written.oom_kills,
             traffic: self.traffic.summary.clone(),
             peers: self.traffic.peers.clone(),
             samples: self.samples,
             observed_since: self.observed_since.map(time),
             last_sample: self.last_sample.map(time),
             window_seconds: window,
-            confidence,
+            confidence: written.confidence,
             checkpoint: None,
-        };
-        (status, written)
+        }
     }
 
     fn summary(&self, written: &Written) -> ProfileSummary {

@@ -181,10 +181,8 @@ impl Admission {
                 namespace: r.namespace,
                 operation: r.operation,
             };
-            let pod = r
-                .object
-                .ok_or_else(|| "the review has no object".to_owned());
-            return Ok(self.answer(&request, pod.as_ref().map_err(String::clone), started));
+            let pod = r.object.as_ref().ok_or("the review has no object");
+            return Ok(self.answer(&request, pod, started));
         }
         match read_review(body) {
             Ok((request, object)) => {
@@ -204,7 +202,7 @@ impl Admission {
                 let pod = serde_json::from_str::<Option<PodView>>(&text)
                     .map_err(|e| e.to_string())
                     .and_then(|p| p.ok_or_else(|| "the review has no object".to_owned()));
-                Ok(self.answer(&request, pod.as_ref().map_err(String::clone), started))
+                Ok(self.answer(&request, pod.as_ref().map_err(String::as_str), started))
             }
             Err(message) => {
                 tracing::warn!(error = %message, "bad admission request");
@@ -218,7 +216,7 @@ impl Admission {
     fn answer(
         &self,
         request: &Request<'_>,
-        pod: Result<&PodView<'_>, String>,
+        pod: Result<&PodView<'_>, &str>,
         started: Instant,
     ) -> Vec<u8> {
         let span = tracing::debug_span!(
@@ -238,7 +236,7 @@ impl Admission {
     pub fn review(
         &self,
         request: &Request<'_>,
-        pod: Result<&PodView<'_>, String>,
+        pod: Result<&PodView<'_>, &str>,
     ) -> (Answer, Outcome) {
         let warn = |reason: &'static str, message: String| {
             self.metrics.warning(reason);
@@ -345,7 +343,8 @@ fn encode(request: &Request<'_>, answer: &Answer) -> Vec<u8> {
         serde_json::to_string(&Status::default()).unwrap_or_else(|_| "{}".to_owned())
     });
     let patch_len = answer.patch.as_ref().map_or(0, |p| p.len() * 4 / 3 + 4);
-    let mut out = String::with_capacity(256 + status.len() + patch_len);
+    let warnings_len: usize = answer.warnings.iter().map(|w| w.len() + 3).sum();
+    let mut out = String::with_capacity(256 + status.len() + patch_len + warnings_len);
     out.push_str(r#"{"apiVersion":"#);
     push_str(&mut out, &request.api_version);
     out.push_str(r#","kind":"#);
@@ -354,33 +353,24 @@ fn encode(request: &Request<'_>, answer: &Answer) -> Vec<u8> {
     push_str(&mut out, &request.uid);
     out.push_str(r#","allowed":true,"status":"#);
     out.push_str(status);
-    let mut out = out.into_bytes();
     if let Some(patch) = &answer.patch {
-        out.extend_from_slice(br#","patch":""#);
+        out.push_str(r#","patch":""#);
         // Straight into the body: no intermediate string, no escape scan (base64 needs none).
-        let start = out.len();
-        let engine = &base64::engine::general_purpose::STANDARD;
-        out.resize(
-            start + base64::encoded_len(patch.len(), true).unwrap_or(0),
-            0,
-        );
-        let written = engine.encode_slice(patch, &mut out[start..]).unwrap_or(0);
-        out.truncate(start + written);
-        out.extend_from_slice(br#"","patchType":"JSONPatch""#);
+        base64::engine::general_purpose::STANDARD.encode_string(patch, &mut out);
+        out.push_str(r#"","patchType":"JSONPatch""#);
     }
     if !answer.warnings.is_empty() {
-        let mut warnings = String::from(r#","warnings":["#);
+        out.push_str(r#","warnings":["#);
         for (i, warning) in answer.warnings.iter().enumerate() {
             if i > 0 {
-                warnings.push(',');
+                out.push(',');
             }
-            push_str(&mut warnings, warning);
+            push_str(&mut out, warning);
         }
-        warnings.push(']');
-        out.extend_from_slice(warnings.as_bytes());
+        out.push(']');
     }
-    out.extend_from_slice(b"}}");
-    out
+    out.push_str("}}");
+    out.into_bytes()
 }
 
 /// Splits any body into the request (without its object) and the object, saying precisely

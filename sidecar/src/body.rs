@@ -1,7 +1,7 @@
-//! Measuring a response as it streams: the request is counted (with its class) and its duration
-//! recorded when the last frame leaves, not when the head does. Frames pass through untouched.
-//! At that point an HTTP/1 app connection goes back to its pool; a body dropped or failed before
-//! its end closes the app connection instead.
+//! Measuring a request: [`RequestRecord`] times it from its head to the end of its response and
+//! counts it with its class (or as an abort). [`MeasuredBody`] does so for an HTTP/2 response
+//! as it streams, when the last frame leaves, not when the head does. Frames pass through
+//! untouched.
 
 use std::{
     pin::Pin,
@@ -15,10 +15,7 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::{
-    metrics::{Class, PortMetrics, ProtocolMetrics, seconds},
-    upstream::Lease,
-};
+use crate::metrics::{Class, PortMetrics, ProtocolMetrics, seconds};
 
 /// One request in flight. Dropped before [`RequestRecord::finish`], it counts as an abort: the
 /// client went away (or the sidecar was stopped) before the response was complete.
@@ -57,8 +54,8 @@ impl RequestRecord {
         }
     }
 
-    /// The response failed part-way (the app reset it).
-    fn fail(&mut self, kind: &'static str) {
+    /// The response failed part-way (the app reset it, say), counted as `kind`.
+    pub fn fail(&mut self, kind: &'static str) {
         if !self.done {
             self.done = true;
             self.metrics.request(Class::Error);
@@ -123,37 +120,20 @@ pin_project_lite::pin_project! {
         inner: Incoming,
         record: RequestRecord,
         outcome: Outcome,
-        lease: Option<Lease>,
     }
 }
 
 impl MeasuredBody {
-    /// Measures `inner`, which comes on the app connection `lease` (HTTP/1); an already empty
-    /// body completes the record (and frees the connection) at once.
-    pub fn new(
-        inner: Incoming,
-        record: RequestRecord,
-        outcome: Outcome,
-        lease: Option<Lease>,
-    ) -> Self {
-        let mut body = Self {
+    /// Measures `inner`; an already empty body completes the record at once.
+    pub fn new(inner: Incoming, mut record: RequestRecord, outcome: Outcome) -> Self {
+        if inner.is_end_stream() {
+            record.finish(outcome.final_class());
+        }
+        Self {
             inner,
             record,
             outcome,
-            lease,
-        };
-        if body.inner.is_end_stream() {
-            complete(&mut body.record, body.outcome, &mut body.lease);
         }
-        body
-    }
-}
-
-/// The response passed on whole: count it and give its app connection back to the pool.
-fn complete(record: &mut RequestRecord, outcome: Outcome, lease: &mut Option<Lease>) {
-    record.finish(outcome.final_class());
-    if let Some(lease) = lease.take() {
-        lease.release();
     }
 }
 
@@ -176,14 +156,11 @@ impl Body for MeasuredBody {
                     *this.outcome = Outcome::Known(found);
                 }
                 if this.inner.is_end_stream() {
-                    complete(this.record, *this.outcome, this.lease);
+                    this.record.finish(this.outcome.final_class());
                 }
             }
-            Poll::Ready(None) => complete(this.record, *this.outcome, this.lease),
-            Poll::Ready(Some(Err(_))) => {
-                this.record.fail("upstream_reset");
-                drop(this.lease.take());
-            }
+            Poll::Ready(None) => this.record.finish(this.outcome.final_class()),
+            Poll::Ready(Some(Err(_))) => this.record.fail("upstream_reset"),
             Poll::Pending => {}
         }
         poll

@@ -21,8 +21,13 @@ pub const CLASS_COUNT: usize = 9;
 impl Class {
     /// The class of an HTTP status code.
     pub fn of_status(status: http::StatusCode) -> Self {
-        // as_u16 is 100..=999; clamp the rare 6xx..9xx into 5xx.
-        Class::Status(((status.as_u16() / 100) as u8).clamp(1, 5))
+        Self::of_code(status.as_u16())
+    }
+
+    /// The class of a numeric status code: the rare 6xx..9xx count as 5xx, anything below 100
+    /// as 1xx.
+    pub fn of_code(code: u16) -> Self {
+        Class::Status(((code / 100).min(5) as u8).max(1))
     }
 
     /// The class of a `grpc-status` code.

@@ -11,6 +11,7 @@ pub mod class;
 pub mod config;
 pub mod detect;
 pub mod error;
+pub mod h1;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

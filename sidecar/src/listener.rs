@@ -18,7 +18,7 @@ use tracing::{Instrument, debug, info_span, warn};
 
 use crate::{
     detect::{Protocol, decide},
-    http,
+    h1, http,
     lifecycle::Lifecycle,
     metrics::{Metrics, PortMetrics},
     peers::PeerTraffic,
@@ -132,9 +132,8 @@ async fn serve(
     });
     match protocol {
         Protocol::Opaque => tcp::forward(client, stream, prefix, upstream).await,
-        Protocol::Http1 | Protocol::Http2 => {
-            http::serve(client, protocol, stream, prefix, upstream).await
-        }
+        Protocol::Http1 => h1::serve(client, stream, prefix, upstream).await,
+        Protocol::Http2 => http::serve(client, stream, prefix, upstream).await,
     }
 }
 

@@ -33,6 +33,11 @@ impl<I> Sensor<I> {
     pub fn get_ref(&self) -> &I {
         &self.io
     }
+
+    /// The wrapped I/O and the peer's counters.
+    pub fn into_parts(self) -> (I, Arc<PeerTraffic>) {
+        (self.io, self.peer)
+    }
 }
 
 impl<I: AsyncRead> AsyncRead for Sensor<I> {

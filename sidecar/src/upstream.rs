@@ -7,7 +7,7 @@
 //!   flight. When the response has been passed on whole, the app connection goes back to its
 //!   listener's [`Pool`], and the next request (from this client connection or another) takes the
 //!   most recently released one, or opens a new one. An idle keep-alive client thus costs no app
-//!   connection (nor hyper's buffers for one), and the app sees about as many connections as
+//!   connection (nor a read buffer for one), and the app sees about as many connections as
 //!   there are requests in flight, as behind nginx's `keepalive` pool.
 //! - **HTTP/2**: a client connection's streams are multiplexed on its own app HTTP/2 connection,
 //!   which is closed with it.
@@ -15,18 +15,11 @@
 //! Either way, a request whose client goes away before its response is complete has its app
 //! connection closed, which cancels it.
 
-use std::{
-    io,
-    net::SocketAddr,
-    sync::{Arc, PoisonError},
-    time::Duration,
-};
+use std::{io, net::SocketAddr, sync::PoisonError, time::Duration};
 
+use bytes::BytesMut;
 use http::{Request, Response};
-use hyper::{
-    body::Incoming,
-    client::conn::{http1, http2},
-};
+use hyper::{body::Incoming, client::conn::http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::{net::TcpStream, sync::Mutex, task::AbortHandle};
 
@@ -57,9 +50,9 @@ pub enum UpstreamError {
     /// The HTTP handshake with the app failed.
     #[error("handshake with the app failed: {0}")]
     Handshake(#[source] hyper::Error),
-    /// The app closed the connection or failed before a response.
+    /// The app closed the connection or failed before a complete response head.
     #[error("app failed the request: {0}")]
-    Request(#[source] hyper::Error),
+    Request(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl UpstreamError {
@@ -93,88 +86,52 @@ impl UpstreamError {
     }
 }
 
-/// Which HTTP version the app connection speaks (the client's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Version {
-    /// HTTP/1.x.
-    Http1,
-    /// HTTP/2 with prior knowledge.
-    Http2,
-}
-
 /// The most idle HTTP/1 app connections a listener keeps; one released beyond that is closed.
 pub const MAX_IDLE: usize = 64;
 
-/// An HTTP/1 connection to the app. Dropping it closes it (and cancels a request in flight).
+/// An idle HTTP/1 connection to the app, with its read buffer.
 #[derive(Debug)]
-pub struct AppConnection {
-    sender: http1::SendRequest<Incoming>,
-    driver: AbortHandle,
-}
-
-impl Drop for AppConnection {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
+pub struct Idle {
+    /// The connection.
+    pub stream: TcpStream,
+    /// Its read buffer (empty: nothing unread came after the last response).
+    pub buf: BytesMut,
 }
 
 /// A listener's idle HTTP/1 connections to the app, most recently released on top.
 #[derive(Debug, Default)]
 pub struct Pool {
-    idle: std::sync::Mutex<Vec<AppConnection>>,
+    idle: std::sync::Mutex<Vec<Idle>>,
 }
 
 impl Pool {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<AppConnection>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Idle>> {
         // The vector is consistent whatever a panicking holder was doing.
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The most recently released connection that the app has not closed.
-    fn take(&self) -> Option<AppConnection> {
-        let mut idle = self.lock();
-        while let Some(connection) = idle.pop() {
-            if !connection.sender.is_closed() {
-                return Some(connection);
+    /// The most recently released connection that the app has not closed, as far as the
+    /// sidecar has seen (a close still in flight is caught when the request is sent).
+    pub fn take(&self) -> Option<Idle> {
+        loop {
+            let idle = self.lock().pop()?;
+            let mut probe = [0u8; 1];
+            // Readable while idle means closed (or talking out of turn): either way, not reusable.
+            if let Err(error) = idle.stream.try_read(&mut probe)
+                && error.kind() == io::ErrorKind::WouldBlock
+            {
+                return Some(idle);
             }
         }
-        None
     }
 
-    fn put(&self, connection: AppConnection) {
-        if connection.sender.is_closed() {
-            return;
-        }
-        let mut idle = self.lock();
-        if idle.len() < MAX_IDLE {
-            idle.push(connection);
+    /// Keeps `idle` for the next request, unless enough are kept already.
+    pub fn put(&self, idle: Idle) {
+        let mut pool = self.lock();
+        if pool.len() < MAX_IDLE {
+            pool.push(idle);
         }
     }
-}
-
-/// An HTTP/1 app connection lent to one request: [`release`](Lease::release) it once the
-/// response has been passed on whole; dropped otherwise, it closes the connection.
-#[derive(Debug)]
-pub struct Lease {
-    connection: AppConnection,
-    pool: Arc<Pool>,
-}
-
-impl Lease {
-    /// Gives the connection back to its pool for the next request.
-    pub fn release(self) {
-        let Lease { connection, pool } = self;
-        pool.put(connection);
-    }
-}
-
-/// The app's response head, and for HTTP/1 the connection it came on.
-#[derive(Debug)]
-pub struct Sent {
-    /// The response; its body is still to be read from the app connection.
-    pub response: Response<Incoming>,
-    /// The HTTP/1 app connection, needed until the body ends (or the upgrade it carries does).
-    pub lease: Option<Lease>,
 }
 
 #[derive(Default)]
@@ -187,11 +144,9 @@ struct State {
     driver: Option<AbortHandle>,
 }
 
-/// The app side of one client connection.
+/// The app side of one HTTP/2 client connection: its own HTTP/2 connection to the app.
 pub struct Upstream {
     addr: SocketAddr,
-    version: Version,
-    pool: Arc<Pool>,
     state: Mutex<State>,
 }
 
@@ -199,24 +154,15 @@ impl std::fmt::Debug for Upstream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Upstream")
             .field("addr", &self.addr)
-            .field("version", &self.version)
             .finish_non_exhaustive()
     }
 }
 
 impl Upstream {
-    /// The app at `addr`, with the result of the connection attempt already made; HTTP/1
-    /// connections are shared through `pool`.
-    pub fn new(
-        addr: SocketAddr,
-        version: Version,
-        first: io::Result<TcpStream>,
-        pool: Arc<Pool>,
-    ) -> Self {
+    /// The app at `addr`, with the result of the connection attempt already made.
+    pub fn new(addr: SocketAddr, first: io::Result<TcpStream>) -> Self {
         Self {
             addr,
-            version,
-            pool,
             state: Mutex::new(State {
                 first: Some(first),
                 ..State::default()
@@ -225,107 +171,33 @@ impl Upstream {
     }
 
     /// Forwards `req` and waits for the response head. A request the app connection had closed
-    /// under it (an idle keep-alive connection the app dropped) is sent once more on a new one.
-    pub async fn send(&self, req: Request<Incoming>) -> Result<Sent, UpstreamError> {
-        match self.version {
-            Version::Http1 => self.send_http1(req).await,
-            Version::Http2 => self.send_http2(req).await,
-        }
-    }
-
-    async fn send_http1(&self, mut req: Request<Incoming>) -> Result<Sent, UpstreamError> {
-        let mut connection = self.checkout().await?;
-        let mut retried = false;
-        loop {
-            match connection.sender.try_send_request(req).await {
-                Ok(response) => {
-                    let lease = Lease {
-                        connection,
-                        pool: self.pool.clone(),
-                    };
-                    return Ok(Sent {
-                        response,
-                        lease: Some(lease),
-                    });
-                }
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) if !retried => {
-                        retried = true;
-                        req = unsent;
-                        connection = self.open_http1(connect(self.addr).await).await?;
-                    }
-                    _ => return Err(UpstreamError::Request(error.into_error())),
-                },
-            }
-        }
-    }
-
-    /// An HTTP/1 connection ready for a request: the first one, else an idle one, else a new one.
-    async fn checkout(&self) -> Result<AppConnection, UpstreamError> {
-        let first = self.state.lock().await.first.take();
-        if let Some(first) = first {
-            return self.open_http1(first).await;
-        }
-        while let Some(mut connection) = self.pool.take() {
-            if connection.sender.ready().await.is_ok() {
-                return Ok(connection);
-            }
-        }
-        self.open_http1(connect(self.addr).await).await
-    }
-
-    async fn open_http1(
+    /// under it is sent once more on a new connection.
+    pub async fn send(
         &self,
-        stream: io::Result<TcpStream>,
-    ) -> Result<AppConnection, UpstreamError> {
-        let stream = stream.map_err(UpstreamError::connect)?;
-        // Latency matters more than packet count on a local hop.
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::Builder::new()
-            .preserve_header_case(true)
-            .title_case_headers(false)
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(UpstreamError::Handshake)?;
-        let driver = tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(%error, "app connection ended");
-            }
-        });
-        Ok(AppConnection {
-            sender,
-            driver: driver.abort_handle(),
-        })
-    }
-
-    async fn send_http2(&self, mut req: Request<Incoming>) -> Result<Sent, UpstreamError> {
+        mut req: Request<Incoming>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
         let mut retried = false;
         loop {
             let response = {
                 let mut state = self.state.lock().await;
-                self.ready_http2(&mut state).await?.try_send_request(req)
+                self.ready(&mut state).await?.try_send_request(req)
             };
             match response.await {
-                Ok(response) => {
-                    return Ok(Sent {
-                        response,
-                        lease: None,
-                    });
-                }
+                Ok(response) => return Ok(response),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) if !retried => {
                         retried = true;
                         req = unsent;
                         self.state.lock().await.h2 = None;
                     }
-                    _ => return Err(UpstreamError::Request(error.into_error())),
+                    _ => return Err(UpstreamError::Request(error.into_error().into())),
                 },
             }
         }
     }
 
     /// The client connection's HTTP/2 app connection, (re)connecting if there is none.
-    async fn ready_http2<'s>(
+    async fn ready<'s>(
         &self,
         state: &'s mut State,
     ) -> Result<&'s mut http2::SendRequest<Incoming>, UpstreamError> {

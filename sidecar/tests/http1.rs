@@ -554,3 +554,136 @@ async fn idle_keep_alive_clients_do_not_each_hold_an_app_connection() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_chunked_response_with_trailers_passes_unchanged_and_the_connection_goes_on() {
+    let response = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4;note=x\r\nWiki\r\n5\r\npedia\r\n0\r\nChecksum: abc\r\n\r\n";
+    let (app, mut events) = raw_http1_app(Some(response.to_vec())).await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    for path in ["/one", "/two"] {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\n\r\n");
+        client.write_all(request.as_bytes()).await.unwrap();
+        let mut received = vec![0u8; response.len()];
+        patiently(client.read_exact(&mut received)).await.unwrap();
+        assert_eq!(
+            received, response,
+            "chunk extensions and trailers pass as sent"
+        );
+        assert_eq!(next_request(&mut events).await, request.as_bytes());
+    }
+    let metrics = proxy.metrics().await;
+    let port = proxy.port();
+    let labels = [("port", port.as_str()), ("protocol", "http1")];
+    assert_eq!(
+        count(&metrics, "snug_request_duration_seconds_count", &labels),
+        2,
+        "each response counted once its last chunk passed"
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_request_framing_is_refused_before_the_app_sees_it() {
+    let (app, mut events) = raw_http1_app(Some(b"HTTP/1.1 204 No Content\r\n\r\n".to_vec())).await;
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    // A request smuggling attempt: which header frames the body depends on who reads it.
+    client
+        .write_all(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nX")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut client).await;
+    assert!(
+        answer.starts_with(b"HTTP/1.1 400 Bad Request\r\n"),
+        "{}",
+        String::from_utf8_lossy(&answer)
+    );
+    let metrics = proxy.metrics().await;
+    let refused = [("port", proxy.port()), ("kind", "bad_request".to_owned())];
+    let refused: Vec<(&str, &str)> = refused.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(count(&metrics, "snug_proxy_errors_total", &refused), 1);
+    while let Ok(event) = events.try_recv() {
+        assert!(!matches!(event, AppEvent::Request(_)), "{event:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_response_ended_by_closing_reaches_the_client_whole() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap().port();
+    let body = random_bytes(100 * 1024);
+    let mut response =
+        b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n".to_vec();
+    response.extend_from_slice(&body);
+    let sent = response.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let sent = sent.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                read_http1_message(&mut stream, &mut buf).await;
+                stream.write_all(&sent).await.unwrap();
+                // No length: closing the connection ends the body.
+            });
+        }
+    });
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    client
+        .write_all(b"GET /file HTTP/1.1\r\nHost: a\r\n\r\n")
+        .await
+        .unwrap();
+    let received = read_to_close(&mut client).await;
+    assert!(received == response, "the whole body, then the close");
+    let metrics = proxy.metrics().await;
+    let port = proxy.port();
+    let ok = [
+        ("port", port.as_str()),
+        ("protocol", "http1"),
+        ("class", "2xx"),
+    ];
+    assert_eq!(count(&metrics, "snug_requests_total", &ok), 1);
+}
+
+#[tokio::test]
+async fn an_app_that_closes_idle_connections_costs_the_client_no_502() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                read_http1_message(&mut stream, &mut buf).await;
+                // Keep-alive as far as the head says, but closed at once (an app's idle timeout
+                // running out just as the next request comes).
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                    .await
+                    .unwrap();
+            });
+        }
+    });
+    let proxy = Proxy::start(app, |_| {}).await;
+    let mut client = TcpStream::connect(proxy.addr).await.unwrap();
+    let mut buf = Vec::new();
+    for round in 0..20 {
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            .await
+            .unwrap();
+        let response = read_http1_message(&mut client, &mut buf).await;
+        assert!(
+            response.starts_with(b"HTTP/1.1 200 OK\r\n"),
+            "round {round}: {}",
+            String::from_utf8_lossy(&response)
+        );
+        if round % 2 == 1 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let metrics = proxy.metrics().await;
+    assert!(
+        !metrics.contains("snug_proxy_errors_total{"),
+        "no request failed: {metrics}"
+    );
+}

@@ -35,6 +35,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -89,6 +90,7 @@ pub async fn serve(
         writer: Sensor::new(writer, traffic),
         buf: BytesMut::from(&prefix[..]),
         first: Some(upstream),
+        cut: false,
     };
     tokio::select! {
         biased;
@@ -96,6 +98,11 @@ pub async fn serve(
         () = listener.lifecycle.stop.cancelled() => {
             debug!("client connection closed at the end of the grace period");
         }
+    }
+    if connection.cut {
+        drop(connection);
+        // A reset, not a close: a body ended by closing must not look complete.
+        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
     }
 }
 
@@ -145,6 +152,8 @@ struct Connection<'c> {
     buf: BytesMut,
     /// The app connection opened while the protocol was detected, until a request takes it.
     first: Option<io::Result<TcpStream>>,
+    /// A response was cut short by the app: the client connection is to be reset.
+    cut: bool,
 }
 
 impl Connection<'_> {
@@ -311,6 +320,7 @@ impl Connection<'_> {
             Err(Failure::AppCut) => {
                 debug!("the app failed mid-response");
                 record.fail("upstream_reset");
+                self.cut = true;
                 Next::Close
             }
             Err(Failure::BadRequestBody) => {

@@ -167,20 +167,26 @@ fn parse_length(value: &[u8]) -> Option<u64> {
     })
 }
 
+/// The length of a parsed head, `None` while it is incomplete, or why it is refused.
+fn head_len(
+    parsed: httparse::Result<usize>,
+    buffered: usize,
+) -> Result<Option<usize>, FramingError> {
+    match parsed {
+        Ok(Status::Complete(len)) if len <= MAX_HEAD => Ok(Some(len)),
+        Ok(Status::Partial) if buffered <= MAX_HEAD => Ok(None),
+        Ok(_) | Err(httparse::Error::TooManyHeaders) => Err(FramingError::TooLarge),
+        Err(error) => Err(FramingError::Head(error)),
+    }
+}
+
 /// Parses a request head at the start of `buf`: `None` while it is incomplete.
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, FramingError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut request = httparse::Request::new(&mut headers);
-    let len = match request.parse(buf) {
-        Ok(Status::Complete(len)) => len,
-        Ok(Status::Partial) if buf.len() > MAX_HEAD => return Err(FramingError::TooLarge),
-        Ok(Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(FramingError::TooLarge),
-        Err(error) => return Err(FramingError::Head(error)),
+    let Some(len) = head_len(request.parse(buf), buf.len())? else {
+        return Ok(None);
     };
-    if len > MAX_HEAD {
-        return Err(FramingError::TooLarge);
-    }
     let framing = Framing::read(request.headers)?;
     let body = match (framing.chunked, framing.length) {
         // Both, or a coding other than chunked last: the app could see another message.
@@ -216,16 +222,9 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, FramingError> {
 pub fn parse_response(buf: &[u8], method: Method) -> Result<Option<ResponseHead>, FramingError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut response = httparse::Response::new(&mut headers);
-    let len = match response.parse(buf) {
-        Ok(Status::Complete(len)) => len,
-        Ok(Status::Partial) if buf.len() > MAX_HEAD => return Err(FramingError::TooLarge),
-        Ok(Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(FramingError::TooLarge),
-        Err(error) => return Err(FramingError::Head(error)),
+    let Some(len) = head_len(response.parse(buf), buf.len())? else {
+        return Ok(None);
     };
-    if len > MAX_HEAD {
-        return Err(FramingError::TooLarge);
-    }
     let status = response.code.unwrap_or_default();
     let framing = Framing::read(response.headers)?;
     let no_body = method == Method::Head

@@ -2,11 +2,22 @@
 //!
 //! HTTPS keep-alive load of realistic AdmissionReviews against `snug-webhook` holding 10,000
 //! profiles (directory store), and in the same run against an "allow everything" axum+rustls
-//! handler. Each server runs in its own child process on a single-threaded runtime (one core
-//! for request handling), so its RSS is its own. For each: p50/p99/max latency at a fixed
-//! 1,000 req/s (open loop: latency counts from when a request was due, so queueing shows),
-//! maximum req/s (closed loop), and RSS. Figures are printed; ratios to the baseline are the
-//! numbers to compare across machines.
+//! handler. Each server runs in its own child process on a single-threaded runtime, so its RSS
+//! is its own. For each: p50/p99/max latency at a fixed 1,000 req/s (open loop: latency counts
+//! from when a request was due, so queueing shows), maximum req/s (closed loop), the share of
+//! one core the server used during the maximum phase, and RSS. Figures are printed; ratios to
+//! the baseline are the numbers to compare across machines.
+//!
+//! Pinning: the targets are per core, so each server child (Snug and the baseline alike) is
+//! pinned to one core (`sched_setaffinity` through `core_affinity`, the first core the harness
+//! may use) and the load client, a single-threaded runtime, to another (the second); the two
+//! never compete for a core with each other. The server's busy share printed beside its maximum
+//! says whether it was the bottleneck (~100%) or the client was; on a 2-core machine one client
+//! core cannot saturate the allow-everything server, so the harness also prints each server's
+//! admissions per CPU-second it used in the maximum phase (max req/s ÷ busy share): what one
+//! core of it can do, the measure the "per core" target is about, and steadier than req/s on a
+//! shared machine (time the server was preempted is not counted). With fewer than two usable
+//! cores nothing is pinned (and the harness says so).
 //!
 //! Environment: `SNUG_BENCH_SECONDS` (per phase, default 10), `SNUG_BENCH_ROUNDS` (3),
 //! `SNUG_BENCH_PROFILES` (10000),
@@ -68,7 +79,26 @@ fn app(role: &str, dir: &Path) -> axum::Router {
     }
 }
 
+/// The cores to pin the servers and the client to: the first two this process may use.
+fn bench_cores() -> Option<(core_affinity::CoreId, core_affinity::CoreId)> {
+    let cores = core_affinity::get_core_ids()?;
+    match cores[..] {
+        [server, client, ..] => Some((server, client)),
+        _ => None,
+    }
+}
+
 fn serve(role: &str) {
+    // The parent passes the core to pin to; threads started from here on inherit it.
+    if let Some(id) = std::env::var("SNUG_BENCH_CORE")
+        .ok()
+        .and_then(|c| c.parse().ok())
+    {
+        assert!(
+            core_affinity::set_for_current(core_affinity::CoreId { id }),
+            "could not pin the server to core {id}"
+        );
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -219,14 +249,17 @@ struct Server {
 }
 
 impl Server {
-    fn start(role: &str, dir: &Path) -> Server {
-        let mut child = Command::new(std::env::current_exe().unwrap())
+    fn start(role: &str, dir: &Path, core: Option<core_affinity::CoreId>) -> Server {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
             .env("SNUG_BENCH_ROLE", role)
             .env("SNUG_BENCH_DIR", dir)
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stdout(Stdio::piped());
+        if let Some(core) = core {
+            command.env("SNUG_BENCH_CORE", core.id.to_string());
+        }
+        let mut child = command.spawn().unwrap();
         let mut line = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
@@ -235,6 +268,22 @@ impl Server {
             child,
             addr: line.trim().parse().unwrap(),
         }
+    }
+
+    /// CPU time (user + system) the server has used so far.
+    fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the command name (which may hold spaces): utime and stime are the
+        // 12th and 13th of them, in clock ticks (100 per second on Linux).
+        let rest = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ticks: u64 = rest
+            .split_whitespace()
+            .skip(11)
+            .take(2)
+            .filter_map(|t| t.parse::<u64>().ok())
+            .sum();
+        Duration::from_millis(ticks * 10)
     }
 
     /// (current RSS, peak RSS) in MiB.
@@ -376,6 +425,21 @@ struct Figures {
     p99_ms: Vec<f64>,
     max_ms: Vec<f64>,
     max_rps: Vec<f64>,
+    /// The server's CPU time over wall time during the maximum phase (1.0 = one core).
+    busy: Vec<f64>,
+}
+
+impl Figures {
+    /// Admissions per CPU-second of the server in a round's maximum phase.
+    fn per_cpu_second(&self, round: usize) -> f64 {
+        self.max_rps[round] / self.busy[round]
+    }
+
+    fn per_cpu_seconds(&self) -> Vec<f64> {
+        (0..self.max_rps.len())
+            .map(|r| self.per_cpu_second(r))
+            .collect()
+    }
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -409,15 +473,25 @@ async fn measure(
                 .push(latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0));
         }
         for i in order {
+            let (cpu, wall) = (servers[i].cpu_time(), Instant::now());
             let rps = max_rate(servers[i].addr, tls, bodies, connections, seconds).await;
+            let busy = (servers[i].cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
             figures[i].max_rps.push(rps);
+            figures[i].busy.push(busy);
         }
         eprintln!(
-            "round {round}: p99 {:.3}/{:.3} ms, max {:.0}/{:.0} req/s (baseline/snug)",
+            "round {round}: p99 {:.3}/{:.3} ms ({:.2}x), max {:.0}/{:.0} req/s ({:.2}x; server busy {:.0}%/{:.0}%; per CPU-second {:.0}/{:.0}, {:.2}x) (baseline/snug)",
             figures[0].p99_ms[round],
             figures[1].p99_ms[round],
+            figures[1].p99_ms[round] / figures[0].p99_ms[round],
             figures[0].max_rps[round],
-            figures[1].max_rps[round]
+            figures[1].max_rps[round],
+            figures[1].max_rps[round] / figures[0].max_rps[round],
+            figures[0].busy[round] * 100.0,
+            figures[1].busy[round] * 100.0,
+            figures[0].per_cpu_second(round),
+            figures[1].per_cpu_second(round),
+            figures[1].per_cpu_second(round) / figures[0].per_cpu_second(round),
         );
     }
     figures
@@ -452,20 +526,36 @@ fn drive() {
         .with_no_client_auth();
     let tls = TlsConnector::from(Arc::new(client));
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    // The client on one core, each server on the other: see the module's doc.
+    let cores = bench_cores();
+    match cores {
+        Some((server, client)) => {
+            assert!(
+                core_affinity::set_for_current(client),
+                "could not pin the client to core {}",
+                client.id
+            );
+            eprintln!(
+                "servers pinned to core {}, load client to core {}",
+                server.id, client.id
+            );
+        }
+        None => eprintln!("fewer than two usable cores: nothing pinned"),
+    }
+    let server_core = cores.map(|(server, _)| server);
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     let rounds = env_or("SNUG_BENCH_ROUNDS", 3) as usize;
     let loaded = Instant::now();
-    let snug = Server::start("snug", dir.path());
+    let snug = Server::start("snug", dir.path(), server_core);
     eprintln!(
         "snug-webhook up with {profiles} profiles in {:.1}s, RSS {:.1} MiB",
         loaded.elapsed().as_secs_f64(),
         snug.rss_mib().0
     );
-    let baseline = Server::start("baseline", dir.path());
+    let baseline = Server::start("baseline", dir.path(), server_core);
     let [b, s] = runtime.block_on(measure(
         [&baseline, &snug],
         &tls,
@@ -481,28 +571,39 @@ fn drive() {
         "\nwebhook benchmark: {profiles} profiles, {rounds} rounds x {seconds}s per phase, {RATE} req/s fixed rate (16 connections), {connections} connections for max; medians over rounds"
     );
     println!(
-        "{:<18} {:>9} {:>9} {:>9} {:>10} {:>9} {:>9}",
-        "server", "p50 ms", "p99 ms", "max ms", "max req/s", "RSS MiB", "peak MiB"
+        "{:<18} {:>9} {:>9} {:>9} {:>10} {:>6} {:>10} {:>9} {:>9}",
+        "server",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "max req/s",
+        "busy",
+        "req/CPU-s",
+        "RSS MiB",
+        "peak MiB"
     );
     for (name, f, (now, peak)) in [
         ("allow-everything", &b, rss[0]),
         ("snug-webhook", &s, rss[1]),
     ] {
         println!(
-            "{name:<18} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>9.1} {:>9.1}",
+            "{name:<18} {:>9.3} {:>9.3} {:>9.3} {:>10.0} {:>5.0}% {:>10.0} {:>9.1} {:>9.1}",
             median(&f.p50_ms),
             median(&f.p99_ms),
             median(&f.max_ms),
             median(&f.max_rps),
+            median(&f.busy) * 100.0,
+            median(&f.per_cpu_seconds()),
             now,
             peak
         );
     }
     println!(
-        "ratios snug/baseline: p50 {:.2}x, p99 {:.2}x (target <= 1.5x), max req/s {:.2}x (target >= 0.7x); snug peak RSS {:.1} MiB (target <= 64)",
+        "ratios snug/baseline: p50 {:.2}x, p99 {:.2}x (target <= 1.5x), max req/s {:.2}x, admissions per server CPU-second {:.2}x (target >= 0.7x); snug peak RSS {:.1} MiB (target <= 64)",
         median(&s.p50_ms) / median(&b.p50_ms),
         median(&s.p99_ms) / median(&b.p99_ms),
         median(&s.max_rps) / median(&b.max_rps),
+        median(&s.per_cpu_seconds()) / median(&b.per_cpu_seconds()),
         rss[1].1
     );
 }

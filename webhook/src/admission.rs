@@ -337,40 +337,43 @@ impl Admission {
 /// the body, as the API server requires (`[]byte` in Go). The fields are those kube-core's
 /// `AdmissionResponse` writes.
 fn encode(request: &Request<'_>, answer: &Answer) -> Vec<u8> {
-    use base64::Engine as _;
     static STATUS: OnceLock<String> = OnceLock::new();
     let status = STATUS.get_or_init(|| {
         serde_json::to_string(&Status::default()).unwrap_or_else(|_| "{}".to_owned())
     });
     let patch_len = answer.patch.as_ref().map_or(0, |p| p.len() * 4 / 3 + 4);
     let warnings_len: usize = answer.warnings.iter().map(|w| w.len() + 3).sum();
-    let mut out = String::with_capacity(256 + status.len() + patch_len + warnings_len);
-    out.push_str(r#"{"apiVersion":"#);
-    push_str(&mut out, &request.api_version);
-    out.push_str(r#","kind":"#);
-    push_str(&mut out, &request.review_kind);
-    out.push_str(r#","response":{"uid":"#);
-    push_str(&mut out, &request.uid);
-    out.push_str(r#","allowed":true,"status":"#);
-    out.push_str(status);
+    let mut head = String::with_capacity(256 + status.len() + patch_len + warnings_len);
+    head.push_str(r#"{"apiVersion":"#);
+    push_str(&mut head, &request.api_version);
+    head.push_str(r#","kind":"#);
+    push_str(&mut head, &request.review_kind);
+    head.push_str(r#","response":{"uid":"#);
+    push_str(&mut head, &request.uid);
+    head.push_str(r#","allowed":true,"status":"#);
+    head.push_str(status);
+    let mut out = head.into_bytes();
     if let Some(patch) = &answer.patch {
-        out.push_str(r#","patch":""#);
-        // Straight into the body: no intermediate string, no escape scan (base64 needs none).
-        base64::engine::general_purpose::STANDARD.encode_string(patch, &mut out);
-        out.push_str(r#"","patchType":"JSONPatch""#);
+        out.extend_from_slice(br#","patch":""#);
+        // Straight into the body as bytes: no intermediate string, no UTF-8 check of the
+        // encoded text, no escape scan (base64 needs none).
+        base64_simd::STANDARD.encode_append(patch.as_bytes(), &mut out);
+        out.extend_from_slice(br#"","patchType":"JSONPatch""#);
     }
     if !answer.warnings.is_empty() {
-        out.push_str(r#","warnings":["#);
+        let mut tail = String::with_capacity(warnings_len + 16);
+        tail.push_str(r#","warnings":["#);
         for (i, warning) in answer.warnings.iter().enumerate() {
             if i > 0 {
-                out.push(',');
+                tail.push(',');
             }
-            push_str(&mut out, warning);
+            push_str(&mut tail, warning);
         }
-        out.push(']');
+        tail.push(']');
+        out.extend_from_slice(tail.as_bytes());
     }
-    out.push_str("}}");
-    out.into_bytes()
+    out.extend_from_slice(b"}}");
+    out
 }
 
 /// Splits any body into the request (without its object) and the object, saying precisely

@@ -1,6 +1,6 @@
 //! The sidecar container as the webhook writes it into a pod, written straight as JSON.
 
-use std::fmt::Write as _;
+use std::{fmt::Write as _, sync::OnceLock};
 
 use snug_api::{
     PortMap, PortMapping, WorkloadProfile,
@@ -19,15 +19,16 @@ pub fn write_sidecar(
     profile: Option<&WorkloadProfile>,
     native: bool,
 ) {
+    let fixed = Fixed::get();
     let map = PortMap(taken.iter().map(|(_, m)| *m).collect());
     out.push_str(r#"{"env":[{"name":"#);
     push_str(out, ports::ENV_PORTS);
-    write!(out, r#","value":"{map}"}},{{"name":"#).ok();
-    push_str(out, ports::ENV_ADMIN_PORT);
-    write!(out, r#","value":"{ADMIN_PORT}"}}],"image":"#).ok();
+    write!(out, r#","value":"{map}"}},"#).ok();
+    out.push_str(&fixed.admin_env);
+    out.push_str(r#"],"image":"#);
     push_str(out, &config.sidecar_image);
     out.push_str(r#","imagePullPolicy":"IfNotPresent","livenessProbe":"#);
-    admin_probe(out, ports::LIVE_PATH, 10);
+    out.push_str(&fixed.liveness);
     out.push_str(r#","name":"#);
     push_str(out, SIDECAR_CONTAINER_NAME);
     out.push_str(r#","ports":["#);
@@ -35,25 +36,57 @@ pub fn write_sidecar(
         tcp_port(out, name, m.listen);
         out.push(',');
     }
-    tcp_port(out, ADMIN_PORT_NAME, ADMIN_PORT);
+    out.push_str(&fixed.admin_port);
     out.push_str(r#"],"readinessProbe":"#);
-    admin_probe(out, ports::READY_PATH, 5);
+    out.push_str(&fixed.readiness);
     out.push_str(r#","resources":"#);
     sidecar_resources(out, config, profile);
     if native {
         out.push_str(r#","restartPolicy":"Always""#);
     }
-    write!(
-        out,
-        concat!(
-            r#","securityContext":{{"allowPrivilegeEscalation":false,"capabilities":{{"drop":["ALL"]}},"#,
-            r#""privileged":false,"readOnlyRootFilesystem":true,"runAsGroup":{uid},"runAsNonRoot":true,"#,
-            r#""runAsUser":{uid},"seccompProfile":{{"type":"RuntimeDefault"}}}},"#,
-            r#""terminationMessagePolicy":"FallbackToLogsOnError"}}"#
-        ),
-        uid = SIDECAR_UID
-    )
-    .ok();
+    out.push_str(&fixed.tail);
+}
+
+/// The parts of the sidecar that depend on no setting and no pod, written once per process.
+struct Fixed {
+    admin_env: String,
+    liveness: String,
+    admin_port: String,
+    readiness: String,
+    tail: String,
+}
+
+impl Fixed {
+    fn get() -> &'static Fixed {
+        static FIXED: OnceLock<Fixed> = OnceLock::new();
+        FIXED.get_or_init(|| {
+            let mut admin_env = String::from(r#"{"name":"#);
+            push_str(&mut admin_env, ports::ENV_ADMIN_PORT);
+            write!(admin_env, r#","value":"{ADMIN_PORT}"}}"#).ok();
+            let mut liveness = String::new();
+            admin_probe(&mut liveness, ports::LIVE_PATH, 10);
+            let mut readiness = String::new();
+            admin_probe(&mut readiness, ports::READY_PATH, 5);
+            let mut admin_port = String::new();
+            tcp_port(&mut admin_port, ADMIN_PORT_NAME, ADMIN_PORT);
+            let tail = format!(
+                concat!(
+                    r#","securityContext":{{"allowPrivilegeEscalation":false,"capabilities":{{"drop":["ALL"]}},"#,
+                    r#""privileged":false,"readOnlyRootFilesystem":true,"runAsGroup":{uid},"runAsNonRoot":true,"#,
+                    r#""runAsUser":{uid},"seccompProfile":{{"type":"RuntimeDefault"}}}},"#,
+                    r#""terminationMessagePolicy":"FallbackToLogsOnError"}}"#
+                ),
+                uid = SIDECAR_UID
+            );
+            Fixed {
+                admin_env,
+                liveness,
+                admin_port,
+                readiness,
+                tail,
+            }
+        })
+    }
 }
 
 fn tcp_port(out: &mut String, name: &str, port: u16) {

@@ -27,19 +27,45 @@ pub struct DirProfiles {
 /// many files linear.
 #[derive(Debug, Default)]
 struct Profiles {
-    by_key: HashMap<Key, (PathBuf, Arc<WorkloadProfile>)>,
+    /// By namespace, then name: two lookups by `&str`, so an admission allocates no key.
+    by_key: HashMap<String, HashMap<String, (PathBuf, Arc<WorkloadProfile>)>>,
     by_path: HashMap<PathBuf, Key>,
+    /// How many profiles `by_key` holds.
+    len: usize,
 }
 
 impl Profiles {
+    fn get(&self, namespace: &str, name: &str) -> Option<&(PathBuf, Arc<WorkloadProfile>)> {
+        self.by_key.get(namespace)?.get(name)
+    }
+
+    fn insert(&mut self, (namespace, name): Key, entry: (PathBuf, Arc<WorkloadProfile>)) {
+        let held = self
+            .by_key
+            .entry(namespace)
+            .or_default()
+            .insert(name, entry);
+        self.len += usize::from(held.is_none());
+    }
+
+    fn remove(&mut self, (namespace, name): &Key) {
+        let Some(names) = self.by_key.get_mut(namespace) else {
+            return;
+        };
+        self.len -= usize::from(names.remove(name).is_some());
+        if names.is_empty() {
+            self.by_key.remove(namespace);
+        }
+    }
+
     /// Drops the profile `path` holds, if it still holds one; returns whether it did.
     fn remove_file(&mut self, path: &Path) -> bool {
         let Some(key) = self.by_path.remove(path) else {
             return false;
         };
-        let held = self.by_key.get(&key).is_some_and(|(p, _)| p == path);
+        let held = self.get(&key.0, &key.1).is_some_and(|(p, _)| p == path);
         if held {
-            self.by_key.remove(&key);
+            self.remove(&key);
         }
         held
     }
@@ -137,7 +163,7 @@ impl DirProfiles {
                 profiles.remove_file(&path);
             }
             profiles.by_path.insert(path.clone(), key.clone());
-            profiles.by_key.insert(key, (path, Arc::new(profile)));
+            profiles.insert(key, (path, Arc::new(profile)));
             report.loaded += 1;
         }
         report
@@ -201,11 +227,7 @@ fn read_profile(path: &Path) -> Result<((String, String), WorkloadProfile), Stri
 impl ProfileStore for DirProfiles {
     fn get(&self, namespace: &str, name: &str) -> Option<Arc<WorkloadProfile>> {
         let profiles = self.profiles.read().ok()?;
-        // A tuple key needs owned strings to look up; two small allocations per admission.
-        profiles
-            .by_key
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .map(|(_, p)| p.clone())
+        profiles.get(namespace, name).map(|(_, p)| p.clone())
     }
 
     fn is_ready(&self) -> bool {
@@ -213,7 +235,7 @@ impl ProfileStore for DirProfiles {
     }
 
     fn len(&self) -> usize {
-        self.profiles.read().map(|p| p.by_key.len()).unwrap_or(0)
+        self.profiles.read().map(|p| p.len).unwrap_or(0)
     }
 }
 

@@ -19,6 +19,10 @@ pub const ADMIN_PORT_NAME: &str = "snug-admin";
 pub const RENAMED_PORT_PREFIX: &str = "snug-app-";
 /// Path of the sidecar's Prometheus endpoint on the admin port.
 pub const METRICS_PATH: &str = "/metrics";
+/// Query parameter of [`METRICS_PATH`] naming one metric family to serve, repeated for several
+/// (`/metrics?name[]=snug_requests_total&name[]=snug_request_duration_seconds`, brackets
+/// percent-encoded or not); without it every family is served.
+pub const METRICS_NAME_PARAM: &str = "name[]";
 /// Path of the sidecar's liveness endpoint on the admin port.
 pub const LIVE_PATH: &str = "/live";
 /// Path of the sidecar's readiness endpoint on the admin port (ready once all listeners bound).

@@ -1,6 +1,10 @@
 //! The learned state of one workload, as stored in `status.checkpoint`: each container
 //! recommender's own checkpoint, the usage distributions, and the OOM kills already counted.
-//! JSON, gzipped, base64 — a few KiB per workload, opaque to everyone but the profiler.
+//! JSON, gzipped once at the fastest level, base64 — a few KiB per workload, opaque to everyone
+//! but the profiler. The recommenders' states are plain JSON inside it (their standalone,
+//! separately gzipped form is not used here: deflating twice cost CPU and saved nothing).
+//! Checkpoints written before, with a gzipped recommender state inside, still load: the
+//! recommenders read both forms.
 
 use std::{
     collections::{BTreeMap, BTreeSet},
@@ -39,7 +43,9 @@ pub struct Checkpoint {
 /// One container's learned state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerCheckpoint {
-    /// The recommender's [`checkpoint`](snug_recommender::Recommender::checkpoint).
+    /// The recommender's [`state_json`](snug_recommender::Recommender::state_json) (or, in a
+    /// checkpoint written by an earlier version, its compressed
+    /// [`checkpoint`](snug_recommender::Recommender::checkpoint): restoring reads both).
     pub recommender: String,
     /// CPU usage distribution, cores.
     pub cpu: Distribution,
@@ -53,7 +59,9 @@ impl Checkpoint {
     /// Encodes for `status.checkpoint`.
     pub fn encode(&self) -> Result<String> {
         let json = serde_json::to_vec(self).map_err(|e| Error::Checkpoint(e.to_string()))?;
-        let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
+        // The fastest level: a checkpoint goes with every profile write, where CPU matters
+        // more than the last few hundred bytes of a few-KiB status field.
+        let mut gzip = GzEncoder::new(Vec::new(), Compression::fast());
         gzip.write_all(&json)
             .and_then(|_| gzip.finish())
             .map(|bytes| base64::engine::general_purpose::STANDARD.encode(bytes))

@@ -42,17 +42,38 @@ pub struct ParseError {
 /// Parses `text`, calling `on_sample` for each sample in order. Returns the first error; samples
 /// before it have been passed on already, so callers accumulate into a scratch value they drop
 /// on error.
-pub fn parse<'a>(text: &'a str, mut on_sample: impl FnMut(&Sample<'_>)) -> Result<(), ParseError> {
+pub fn parse(text: &str, on_sample: impl FnMut(&Sample<'_>)) -> Result<(), ParseError> {
+    parse_families(text, |_| true, on_sample)
+}
+
+/// [`parse`], for a reader of a few families: a family whose metadata (`# HELP`, `# TYPE`,
+/// `# UNIT`) names it and that `wanted` refuses is skipped whole, up to the next comment line,
+/// without looking at its samples, so they are neither parsed nor checked. Everything else —
+/// samples of wanted families, samples without metadata, every comment — is parsed as strictly
+/// as by [`parse`] (so a body that is not an exposition at all still fails on its first line).
+pub fn parse_families<'a>(
+    text: &'a str,
+    wanted: impl Fn(&str) -> bool,
+    mut on_sample: impl FnMut(&Sample<'_>),
+) -> Result<(), ParseError> {
     let mut labels: Vec<(&'a str, Cow<'a, str>)> = Vec::with_capacity(8);
     // The samples of a family come one after another under one name: checked once.
     let mut checked_name = "";
     let mut seen_eof = false;
-    for (index, line) in text.lines().enumerate() {
+    let mut rest = text;
+    while !rest.is_empty() {
+        let start = text.len() - rest.len();
+        let (line, after) = rest.split_once('\n').unwrap_or((rest, ""));
+        rest = after;
+        // Counted when needed: skipped families are not read line by line.
         let fail = |reason| ParseError {
-            line: index + 1,
+            line: 1 + text.as_bytes()[..start]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count(),
             reason,
         };
-        let line = line.trim_end_matches('\r');
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if seen_eof {
             if line.is_empty() {
                 continue;
@@ -64,7 +85,15 @@ pub fn parse<'a>(text: &'a str, mut on_sample: impl FnMut(&Sample<'_>)) -> Resul
         }
         if let Some(comment) = line.strip_prefix('#') {
             seen_eof = comment.trim() == "EOF";
-            check_comment(comment).map_err(fail)?;
+            let family = check_comment(comment).map_err(fail)?;
+            if family.is_some_and(|family| !wanted(family)) {
+                // Skip to the next comment: the next family's metadata, or `# EOF`.
+                let skipped = match rest.find("\n#") {
+                    Some(at) => at + 1,
+                    None => rest.len(),
+                };
+                rest = &rest[skipped..];
+            }
             continue;
         }
         labels.clear();
@@ -78,7 +107,8 @@ pub fn parse<'a>(text: &'a str, mut on_sample: impl FnMut(&Sample<'_>)) -> Resul
     Ok(())
 }
 
-fn check_comment(comment: &str) -> Result<(), &'static str> {
+/// Checks a comment line (after `#`); returns the family its metadata names, if it is metadata.
+fn check_comment(comment: &str) -> Result<Option<&str>, &'static str> {
     let mut words = comment.split_whitespace();
     match words.next() {
         Some("TYPE") => {
@@ -90,16 +120,16 @@ fn check_comment(comment: &str) -> Result<(), &'static str> {
             }
             match kind {
                 "counter" | "gauge" | "histogram" | "summary" | "untyped" | "unknown"
-                | "gaugehistogram" | "info" | "stateset" => Ok(()),
+                | "gaugehistogram" | "info" | "stateset" => Ok(Some(name)),
                 _ => Err("unknown metric type"),
             }
         }
         Some("HELP") | Some("UNIT") => match words.next() {
-            Some(name) if is_metric_name(name) => Ok(()),
+            Some(name) if is_metric_name(name) => Ok(Some(name)),
             _ => Err("invalid metric name in HELP/UNIT"),
         },
         // Other comments are free text in the Prometheus format.
-        _ => Ok(()),
+        _ => Ok(None),
     }
 }
 
@@ -110,10 +140,21 @@ fn sample_line<'a>(
     labels: &mut Vec<(&'a str, Cow<'a, str>)>,
     checked_name: &mut &'a str,
 ) -> Result<(&'a str, f64), &'static str> {
-    let name_end = line
-        .bytes()
-        .position(|b| matches!(b, b'{' | b' ' | b'\t'))
-        .ok_or("sample without a value")?;
+    let ends_name = |b: &u8| matches!(b, b'{' | b' ' | b'\t');
+    // Most lines carry the name of the line before: one comparison finds where it ends.
+    let name_end = if !checked_name.is_empty()
+        && line.starts_with(*checked_name)
+        && line
+            .as_bytes()
+            .get(checked_name.len())
+            .is_some_and(ends_name)
+    {
+        checked_name.len()
+    } else {
+        line.bytes()
+            .position(|b| ends_name(&b))
+            .ok_or("sample without a value")?
+    };
     let name = &line[..name_end];
     if name != *checked_name {
         if !is_metric_name(name) {
@@ -147,34 +188,58 @@ fn sample_line<'a>(
 }
 
 /// Parses `a="x",b="y"}` (after the opening brace); returns what follows the closing brace.
+/// One pass over the bytes: a label name is read while its characters are name characters,
+/// so the usual line (no blanks inside the braces) costs no trimming.
 fn label_set<'a>(
     mut rest: &'a str,
     labels: &mut Vec<(&'a str, Cow<'a, str>)>,
 ) -> Result<&'a str, &'static str> {
     loop {
-        rest = rest.trim_start();
+        rest = skip_blanks(rest);
         if let Some(after) = rest.strip_prefix('}') {
             return Ok(after);
         }
-        let eq = rest
-            .bytes()
-            .position(|b| b == b'=')
-            .ok_or("label without '='")?;
-        let name = rest[..eq].trim();
+        let bytes = rest.as_bytes();
+        let name_len = bytes
+            .iter()
+            .position(|b| !is_label_char(*b))
+            .unwrap_or(bytes.len());
+        let name = &rest[..name_len];
+        let after_name = skip_blanks(&rest[name_len..]);
+        let Some(after_eq) = after_name.strip_prefix('=') else {
+            return Err(if after_name.contains('=') {
+                "invalid label name"
+            } else {
+                "label without '='"
+            });
+        };
         if !is_label_name(name) {
             return Err("invalid label name");
         }
-        let after_eq = rest[eq + 1..].trim_start();
-        let body = after_eq.strip_prefix('"').ok_or("label value not quoted")?;
+        let body = skip_blanks(after_eq)
+            .strip_prefix('"')
+            .ok_or("label value not quoted")?;
         let (value, after_value) = quoted(body)?;
         labels.push((name, value));
-        rest = after_value.trim_start();
+        rest = skip_blanks(after_value);
         if let Some(after_comma) = rest.strip_prefix(',') {
             rest = after_comma;
         } else if !rest.starts_with('}') {
             return Err("expected ',' or '}' after a label");
         }
     }
+}
+
+/// `text` without leading blanks; the common case (none) is one comparison.
+fn skip_blanks(text: &str) -> &str {
+    match text.as_bytes().first() {
+        Some(b' ' | b'\t') => text.trim_start_matches([' ', '\t']),
+        _ => text,
+    }
+}
+
+fn is_label_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'_'
 }
 
 /// A quoted label value up to its closing quote (escapes `\\`, `\"`, `\n`).
@@ -336,6 +401,45 @@ mod tests {
             let err = collect(text).unwrap_err();
             assert_eq!(err.line, line, "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn families_not_wanted_are_skipped_unread() {
+        let text = "# HELP skip_me A family nobody reads.\n# TYPE skip_me counter\n\
+                    skip_me_total{x=\"1\"} 1\nnot even { a sample\n\
+                    # TYPE keep histogram\nkeep_bucket{le=\"+Inf\"} 2\nkeep_count 2\n# EOF\n";
+        let mut seen = Vec::new();
+        parse_families(
+            text,
+            |family| family == "keep",
+            |s| seen.push((s.name.to_owned(), s.value)),
+        )
+        .unwrap();
+        assert_eq!(
+            seen,
+            [
+                ("keep_bucket".to_owned(), 2.0),
+                ("keep_count".to_owned(), 2.0)
+            ]
+        );
+        assert_eq!(collect(text).unwrap_err().line, 4, "parse reads it all");
+        // Wanted families, and lines after a skipped family, are as strict as ever, with the
+        // right line numbers.
+        let bad = "# TYPE skip_me gauge\nskip_me 1\nskip_me 2\n# TYPE keep gauge\nkeep x\n";
+        let err = parse_families(bad, |family| family == "keep", |_| {}).unwrap_err();
+        assert_eq!(err.line, 5);
+        assert!(parse_families("<html>", |_| false, |_| {}).is_err());
+    }
+
+    #[test]
+    fn blanks_inside_label_sets_are_allowed() {
+        let samples = collect("a{ x = \"1\" ,\ty=\"2\" } 3\n").unwrap();
+        assert_eq!(
+            samples[0].1,
+            [("x".into(), "1".into()), ("y".into(), "2".into())]
+        );
+        assert!(collect("a{x y=\"1\"} 3\n").is_err());
+        assert!(collect("a{x} 3\n").is_err());
     }
 
     #[test]

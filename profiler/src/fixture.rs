@@ -181,7 +181,7 @@ impl snug_recommender::Recommender for PeakRecommender {
         })
     }
 
-    fn checkpoint(&self) -> snug_recommender::Result<String> {
+    fn state_json(&self) -> snug_recommender::Result<String> {
         serde_json::to_string(self).map_err(|e| snug_recommender::Error::Checkpoint(e.to_string()))
     }
 }

@@ -258,9 +258,10 @@ impl WorkloadModel {
     pub fn checkpoint(&self) -> crate::Result<Checkpoint> {
         let mut containers = BTreeMap::new();
         for (name, c) in &self.containers {
+            // Plain JSON: the workload's checkpoint is compressed once, as a whole.
             let recommender = c
                 .recommender
-                .checkpoint()
+                .state_json()
                 .map_err(|e| crate::Error::Checkpoint(e.to_string()))?;
             let saved = ContainerCheckpoint {
                 recommender,

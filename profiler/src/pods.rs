@@ -5,6 +5,7 @@ pub mod kube;
 
 use std::{collections::HashMap, net::IpAddr, sync::Arc};
 
+use crate::reading;
 use k8s_openapi::api::core::v1::{Container, ContainerStatus, Pod};
 use snug_api::{WorkloadRef, keys, ports, quantity};
 use snug_recommender::CurrentResources;
@@ -186,11 +187,13 @@ pub fn pod_info(pod: &Pod) -> Option<PodInfo> {
     })
 }
 
-/// `http://<ip>:<port>/metrics`, with IPv6 addresses bracketed.
+/// `http://<ip>:<port>/metrics?<query>`, with IPv6 addresses bracketed; the query asks for the
+/// families the profiler reads ([`reading::metrics_query`]).
 pub fn sidecar_url(ip: IpAddr, port: u16) -> String {
+    let (path, query) = (ports::METRICS_PATH, reading::metrics_query());
     match ip {
-        IpAddr::V4(v4) => format!("http://{v4}:{port}{}", ports::METRICS_PATH),
-        IpAddr::V6(v6) => format!("http://[{v6}]:{port}{}", ports::METRICS_PATH),
+        IpAddr::V4(v4) => format!("http://{v4}:{port}{path}?{query}"),
+        IpAddr::V6(v6) => format!("http://[{v6}]:{port}{path}?{query}"),
     }
 }
 
@@ -250,8 +253,15 @@ mod tests {
         );
         assert_eq!(
             info.scrape_url.as_deref(),
-            Some("http://10.1.2.3:4790/metrics")
+            Some(
+                "http://10.1.2.3:4790/metrics?name%5B%5D=snug_requests_total\
+                 &name%5B%5D=snug_request_duration_seconds\
+                 &name%5B%5D=snug_peer_received_bytes_total\
+                 &name%5B%5D=snug_peer_sent_bytes_total&name%5B%5D=snug_peer_requests_total"
+            )
         );
+        let url: http::Uri = info.scrape_url.unwrap().parse().unwrap();
+        assert_eq!(url.path(), "/metrics");
         let app = &info.containers[0];
         assert_eq!(app.resources.cpu_request, Some(0.25));
         assert_eq!(app.resources.memory_limit, Some(512.0 * 1024.0 * 1024.0));
@@ -270,7 +280,7 @@ mod tests {
         assert_eq!(info.scrape_url, None);
         assert_eq!(
             sidecar_url("fd00::1".parse().unwrap(), 4790),
-            "http://[fd00::1]:4790/metrics"
+            format!("http://[fd00::1]:4790/metrics?{}", reading::metrics_query())
         );
     }
 }

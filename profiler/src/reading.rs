@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use snug_api::{latency, metrics};
+use snug_api::{latency, metrics, ports};
 
 use crate::exposition::{self, ParseError, Sample};
 
@@ -63,6 +63,33 @@ pub enum ReadingError {
     BadValue(String),
 }
 
+/// The metric families [`SidecarReading::parse`] reads. The scraper asks the sidecar for these
+/// alone ([`metrics_query`]); a sidecar that serves more (an older one) costs parsing, not
+/// correctness.
+pub const FAMILIES: [&str; 5] = [
+    metrics::REQUESTS_TOTAL,
+    metrics::REQUEST_DURATION_SECONDS,
+    metrics::PEER_RECEIVED_BYTES_TOTAL,
+    metrics::PEER_SENT_BYTES_TOTAL,
+    metrics::PEER_REQUESTS_TOTAL,
+];
+
+/// The query string of the sidecar's `/metrics` selecting [`FAMILIES`]:
+/// `name%5B%5D=snug_requests_total&name%5B%5D=...` (see [`ports::METRICS_NAME_PARAM`]).
+pub fn metrics_query() -> &'static str {
+    static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    QUERY.get_or_init(|| {
+        let key = ports::METRICS_NAME_PARAM
+            .replace('[', "%5B")
+            .replace(']', "%5D");
+        FAMILIES
+            .iter()
+            .map(|family| format!("{key}={family}"))
+            .collect::<Vec<_>>()
+            .join("&")
+    })
+}
+
 /// Bucket bounds of the contract, computed once per process.
 fn bounds() -> &'static [f64] {
     static BOUNDS: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
@@ -117,7 +144,17 @@ impl SidecarReading {
         };
         let mut problem = None;
         let mut next_bucket = 0;
-        exposition::parse(text, |sample| {
+        // Families the profiler does not read (when the sidecar served them anyway) are
+        // skipped by name, their lines unread.
+        let wanted = |family: &str| {
+            FAMILIES.iter().any(|name| {
+                *name == family
+                    || name
+                        .strip_prefix(family)
+                        .is_some_and(|suffix| suffix == "_total")
+            })
+        };
+        exposition::parse_families(text, wanted, |sample| {
             if problem.is_none() {
                 problem = reading
                     .add(sample, &duration_bucket, &mut next_bucket)

@@ -85,8 +85,15 @@ pub trait Recommender: std::fmt::Debug + Send {
     fn applied(&mut self, _resources: &CurrentResources) {}
     /// The recommendation at time `at`, or `None` before there is enough data for any.
     fn recommend(&self, at: f64, current: &CurrentResources) -> Option<Recommendation>;
-    /// The learned state, compact (a few KiB at most), for a profiler restart to resume from.
-    fn checkpoint(&self) -> Result<String>;
+    /// The learned state as plain JSON, for a restart to resume from
+    /// ([`RecommenderKind::restore`] reads it). Uncompressed: a caller that stores many states
+    /// compresses them once, together (the profiler gzips a workload's whole checkpoint).
+    fn state_json(&self) -> Result<String>;
+    /// The learned state, compact on its own (a few KiB at most): [`Recommender::state_json`]
+    /// gzipped and base64-encoded ([`checkpoint::compress`]).
+    fn checkpoint(&self) -> Result<String> {
+        checkpoint::compress(&self.state_json()?)
+    }
 }
 
 /// Which recommender to use; the profiler and the replay tool take it as a flag.
@@ -120,7 +127,8 @@ impl RecommenderKind {
         }
     }
 
-    /// A recommender of this kind resumed from [`Recommender::checkpoint`] output.
+    /// A recommender of this kind resumed from [`Recommender::state_json`] or
+    /// [`Recommender::checkpoint`] output (either is accepted).
     pub fn restore(self, checkpoint: &str) -> Result<Box<dyn Recommender>> {
         Ok(match self {
             RecommenderKind::Snug => Box::new(snug::SnugRecommender::restore(checkpoint)?),

@@ -175,8 +175,8 @@ mod tests {
                 confidence: 1.0,
             })
         }
-        fn checkpoint(&self) -> Result<String> {
-            Ok(String::new())
+        fn state_json(&self) -> Result<String> {
+            Ok("{}".into())
         }
     }
 

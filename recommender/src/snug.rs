@@ -65,7 +65,7 @@ impl SnugRecommender {
         }
     }
 
-    /// Resumes from [`Recommender::checkpoint`] output.
+    /// Resumes from [`Recommender::state_json`] or [`Recommender::checkpoint`] output.
     pub fn restore(checkpoint: &str) -> Result<Self> {
         let c: SnugCheckpoint = checkpoint::decode(checkpoint)?;
         if c.v != 1 {
@@ -161,7 +161,7 @@ impl Recommender for SnugRecommender {
         })
     }
 
-    fn checkpoint(&self) -> Result<String> {
+    fn state_json(&self) -> Result<String> {
         checkpoint::encode(&SnugCheckpoint {
             v: 1,
             config: self.config.clone(),

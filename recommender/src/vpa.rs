@@ -93,7 +93,7 @@ impl Default for VpaRecommender {
 }
 
 impl VpaRecommender {
-    /// Resumes from [`Recommender::checkpoint`] output.
+    /// Resumes from [`Recommender::state_json`] or [`Recommender::checkpoint`] output.
     pub fn restore(checkpoint: &str) -> Result<Self> {
         let c: VpaCheckpoint = checkpoint::decode(checkpoint)?;
         if c.v != 1 {
@@ -215,7 +215,7 @@ impl Recommender for VpaRecommender {
         })
     }
 
-    fn checkpoint(&self) -> Result<String> {
+    fn state_json(&self) -> Result<String> {
         checkpoint::encode(&VpaCheckpoint {
             v: 1,
             cpu: self.cpu.to_sparse(),

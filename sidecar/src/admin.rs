@@ -1,7 +1,13 @@
 //! The admin port: `/metrics` (Prometheus text), `/live`, `/ready` (ready once every listener is
 //! bound, not ready again once draining starts, so the pod leaves its Services first).
+//!
+//! `/metrics` serves every family; `/metrics?name[]=a&name[]=b` only the families named (the
+//! selector of Prometheus federation's `match[]` and node_exporter's `collect[]`, by metric
+//! name). The profiler asks for the few it reads, so the histograms it skips are neither sent
+//! nor parsed ten thousand times a cycle; Prometheus scrapes the plain path and gets them all.
 
 use std::{
+    borrow::Cow,
     convert::Infallible,
     sync::{
         Arc,
@@ -15,7 +21,7 @@ use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
-use snug_api::ports::{LIVE_PATH, METRICS_PATH, READY_PATH};
+use snug_api::ports::{LIVE_PATH, METRICS_NAME_PARAM, METRICS_PATH, READY_PATH};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
@@ -44,6 +50,10 @@ impl Admin {
                 let mut body = String::new();
                 match prometheus_client::encoding::text::encode(&mut body, &self.registry) {
                     Ok(()) => {
+                        let body = match req.uri().query() {
+                            Some(query) => select_families(&body, query).into_owned(),
+                            None => body,
+                        };
                         let mut response = text(StatusCode::OK, body);
                         response.headers_mut().insert(
                             header::CONTENT_TYPE,
@@ -63,6 +73,52 @@ impl Admin {
         }
     }
 }
+
+/// The families of `exposition` (the text format, as prometheus-client writes it) that the
+/// `name[]` parameters of `query` select, in their order, with the closing `# EOF`; all of it
+/// when the query names none. A family is selected by the name in its `# TYPE` line, or, for a
+/// counter, by that name with `_total` (the name its samples carry); other parameters are
+/// ignored, as are names no family has.
+pub fn select_families<'a>(exposition: &'a str, query: &str) -> Cow<'a, str> {
+    let names: Vec<&str> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(key, _)| key.eq_ignore_ascii_case(NAME_PARAM_ENCODED) || *key == NAME_PARAM)
+        .map(|(_, value)| value)
+        .collect();
+    if names.is_empty() {
+        return Cow::Borrowed(exposition);
+    }
+    let wanted = |family: &str| {
+        names.iter().any(|name| {
+            *name == family
+                || name
+                    .strip_suffix("_total")
+                    .is_some_and(|stem| stem == family)
+        })
+    };
+    let mut selected = String::with_capacity(exposition.len() / 2);
+    let mut keep = false;
+    for line in exposition.split_inclusive('\n') {
+        if let Some(comment) = line.strip_prefix("# ") {
+            let mut words = comment.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("EOF"), None) => keep = true,
+                // A family starts with its metadata; its samples follow.
+                (Some("HELP" | "TYPE" | "UNIT"), Some(family)) => keep = wanted(family),
+                _ => {}
+            }
+        }
+        if keep {
+            selected.push_str(line);
+        }
+    }
+    Cow::Owned(selected)
+}
+
+/// [`METRICS_NAME_PARAM`] as a client writes it in a URL (brackets percent-encoded).
+const NAME_PARAM_ENCODED: &str = "name%5B%5D";
+const NAME_PARAM: &str = METRICS_NAME_PARAM;
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));
@@ -140,5 +196,61 @@ mod tests {
             StatusCode::SERVICE_UNAVAILABLE
         );
         assert_eq!(draining.respond(&get("/live")).status(), StatusCode::OK);
+    }
+
+    fn body(response: Response<Full<Bytes>>) -> String {
+        use http_body_util::BodyExt;
+        let bytes = futures::executor::block_on(response.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn metrics_serves_only_the_families_named() {
+        use prometheus_client::metrics::{counter::Counter, histogram::Histogram};
+        let mut registry = Registry::default();
+        let requests = Counter::<u64>::default();
+        requests.inc_by(7);
+        registry.register("snug_requests", "Requests", requests);
+        let durations = Histogram::new([0.1, 1.0]);
+        durations.observe(0.5);
+        registry.register("snug_request_duration_seconds", "Duration", durations);
+        registry.register(
+            "snug_response_headers_seconds",
+            "Headers",
+            Histogram::new([0.1, 1.0]),
+        );
+        let admin = Admin {
+            registry,
+            ready: AtomicBool::new(true),
+        };
+        let everything = body(admin.respond(&get("/metrics")));
+        assert!(everything.contains("snug_response_headers_seconds_bucket"));
+
+        let some = admin.respond(&get(
+            "/metrics?name%5B%5D=snug_requests_total&name[]=snug_request_duration_seconds",
+        ));
+        assert_eq!(some.headers()[header::CONTENT_TYPE], OPENMETRICS);
+        let some = body(some);
+        assert!(some.contains("\nsnug_requests_total 7\n"), "{some}");
+        assert!(some.contains("snug_request_duration_seconds_bucket{le=\"1.0\"} 1\n"));
+        assert!(some.contains("snug_request_duration_seconds_count 1\n"));
+        assert!(!some.contains("snug_response_headers_seconds"), "{some}");
+        assert!(some.ends_with("# EOF\n"), "{some}");
+        // What is kept is exactly as the full exposition writes it.
+        let kept: Vec<&str> = everything
+            .lines()
+            .filter(|l| !l.contains("snug_response_headers_seconds"))
+            .collect();
+        assert_eq!(some.lines().collect::<Vec<_>>(), kept);
+
+        let counter_by_family_name = body(admin.respond(&get("/metrics?name[]=snug_requests")));
+        assert!(counter_by_family_name.contains("snug_requests_total 7"));
+        assert!(!counter_by_family_name.contains("duration"));
+        let unknown = body(admin.respond(&get("/metrics?name[]=nope")));
+        assert_eq!(unknown, "# EOF\n");
+        let other_parameters = body(admin.respond(&get("/metrics?debug=1")));
+        assert_eq!(other_parameters, everything);
     }
 }

@@ -22,6 +22,12 @@
 //! CPU time of merely fetching the same bodies with a plain HTTP client (no parsing, no
 //! profiling), over new connections and over kept-alive ones. The baseline runs in a process of
 //! its own, so the memory its client held is not counted in the profiler's RSS.
+//!
+//! The profiler asks each sidecar for the metric families it reads alone
+//! (`/metrics?name%5B%5D=snug_requests_total&...`, see `snug_profiler::reading::metrics_query`);
+//! the fake sidecars answer that query as the real one does (the full exposition, filtered by
+//! the sidecar's own `select_families`), and the baseline fetches the very same URLs, so both
+//! sides of the ratio move the same bytes.
 
 // A benchmark harness run by hand: failing loudly on a broken setup is what it should do.
 #![allow(clippy::expect_used)]
@@ -48,11 +54,13 @@ use snug_profiler::{
     metrics::Metrics,
     model::{ModelSettings, RecommenderFactory},
     pods::{ContainerInfo, PodInfo, PodSnapshot, PodSource},
+    reading::metrics_query,
     scrape::Scraper,
     store::dir::DirStore,
     usage::{ContainerUsage, UsageReport, UsageSource},
 };
 use snug_recommender::RecommenderKind;
+use snug_sidecar::admin::select_families;
 
 /// CPU time and memory of this process, from procfs.
 mod procfs {
@@ -128,9 +136,13 @@ fn main() {
         let pods = args.get(1).and_then(|n| n.parse().ok()).unwrap_or(10_000);
         let port = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(0);
         let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
-        let (new_connections, kept_alive, held) = runtime.block_on(fetch_only(pods, port));
+        let (new_connections, kept_alive, held, bytes) = runtime.block_on(fetch_only(pods, port));
         let cpu = |c: Cpu| format!("{} {}", c.user, c.system);
-        println!("{} {} {held}", cpu(new_connections), cpu(kept_alive));
+        println!(
+            "{} {} {held} {bytes}",
+            cpu(new_connections),
+            cpu(kept_alive)
+        );
         return;
     }
     let pods: usize = args.first().and_then(|n| n.parse().ok()).unwrap_or(10_000);
@@ -158,7 +170,7 @@ fn serve_sidecars(pods: usize) {
             let scrapes = scrapes.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let body = sidecar_body(&scrapes, request.uri().path());
+                    let body = sidecar_body(&scrapes, request.uri());
                     async move {
                         Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
                             body,
@@ -173,8 +185,9 @@ fn serve_sidecars(pods: usize) {
     });
 }
 
-fn sidecar_body(scrapes: &[AtomicU64], path: &str) -> String {
-    let pod: usize = path
+fn sidecar_body(scrapes: &[AtomicU64], uri: &hyper::Uri) -> String {
+    let pod: usize = uri
+        .path()
         .split('/')
         .nth(2)
         .and_then(|i| i.parse().ok())
@@ -197,7 +210,7 @@ fn sidecar_body(scrapes: &[AtomicU64], path: &str) -> String {
             )
         })
         .collect();
-    sidecar_exposition(&SidecarTraffic {
+    let exposition = sidecar_exposition(&SidecarTraffic {
         requests: vec![
             ("2xx", requests * 97 / 100),
             ("4xx", requests * 2 / 100),
@@ -205,7 +218,12 @@ fn sidecar_body(scrapes: &[AtomicU64], path: &str) -> String {
         ],
         durations,
         peers,
-    })
+    });
+    // What the real sidecar's admin port answers to the same query.
+    match uri.query() {
+        Some(query) => select_families(&exposition, query).into_owned(),
+        None => exposition,
+    }
 }
 
 fn pod_ip(pod: usize) -> String {
@@ -222,8 +240,14 @@ fn sidecar_addr(pod: usize, port: u16) -> String {
     )
 }
 
+/// The URL the profiler scrapes, with the query it sends a real sidecar (and the baseline
+/// fetches the same).
 fn sidecar_url(pod: usize, port: u16) -> String {
-    format!("http://{}/pod/{pod}/metrics", sidecar_addr(pod, port))
+    format!(
+        "http://{}/pod/{pod}/metrics?{}",
+        sidecar_addr(pod, port),
+        metrics_query()
+    )
 }
 
 /// Synthetic pods: `pods` across `workloads` Deployments in 20 namespaces.
@@ -315,7 +339,12 @@ async fn bench(pods: usize, workloads: usize) {
         "profiler scale: {pods} pods, {workloads} workloads, {} usage samples per cycle",
         pods * 2
     );
-    let (new_connections, kept_alive, held) = fetch_only_in_child(&exe, pods, port);
+    let (new_connections, kept_alive, held, bytes) = fetch_only_in_child(&exe, pods, port);
+    println!(
+        "bodies: {:.1} KiB each on average ({:.0} MiB per cycle)",
+        bytes / pods.max(1) as f64 / 1024.0,
+        bytes / 1024.0 / 1024.0
+    );
     println!("baseline: fetch the {pods} bodies, no parsing, new connections: {new_connections}");
     println!(
         "baseline: fetch the {pods} bodies, no parsing, kept-alive connections: {kept_alive}; {:.0} MiB RSS holding {pods} idle connections",
@@ -382,7 +411,7 @@ async fn profile(pods: usize, workloads: usize, port: u16, kind: RecommenderKind
 
 /// [`fetch_only`] in a process of its own, so that what its client allocated is not counted
 /// in the profiler's RSS.
-fn fetch_only_in_child(exe: &std::path::Path, pods: usize, port: u16) -> (Cpu, Cpu, f64) {
+fn fetch_only_in_child(exe: &std::path::Path, pods: usize, port: u16) -> (Cpu, Cpu, f64, f64) {
     let output = Command::new(exe)
         .args(["fetch-only", &pods.to_string(), &port.to_string()])
         .output()
@@ -396,35 +425,44 @@ fn fetch_only_in_child(exe: &std::path::Path, pods: usize, port: u16) -> (Cpu, C
         cpu(numbers[0], numbers[1]),
         cpu(numbers[2], numbers[3]),
         numbers[4],
+        numbers[5],
     )
 }
 
 /// CPU to GET every body with a plain client at the same concurrency and buffer size as the
 /// scraper: first over new connections (then kept, one per sidecar), then over those kept-alive
-/// connections. Also the RSS while holding them.
-async fn fetch_only(pods: usize, port: u16) -> (Cpu, Cpu, f64) {
+/// connections. Also the RSS while holding them, and the bytes of the bodies of the second pass.
+async fn fetch_only(pods: usize, port: u16) -> (Cpu, Cpu, f64, f64) {
     use futures::StreamExt;
     let client = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
         .http1_read_buf_exact_size(8 * 1024)
         .pool_max_idle_per_host(1)
         .build_http::<Empty<Bytes>>();
     let mut passes = Vec::new();
+    let mut bytes = 0;
     for _ in 0..2 {
         let cpu = Cpu::now();
-        futures::stream::iter(0..pods)
+        bytes = futures::stream::iter(0..pods)
             .map(|i| {
                 let client = client.clone();
                 async move {
                     let uri = sidecar_url(i, port).parse().expect("uri");
-                    if let Ok(response) = client.get(uri).await {
-                        let _ = response.into_body().collect().await;
+                    match client.get(uri).await {
+                        Ok(response) => response
+                            .into_body()
+                            .collect()
+                            .await
+                            .map_or(0, |body| bytes::Buf::remaining(&body.aggregate())),
+                        Err(_) => 0,
                     }
                 }
             })
             .buffer_unordered(64)
-            .collect::<Vec<()>>()
-            .await;
+            .collect::<Vec<usize>>()
+            .await
+            .iter()
+            .sum::<usize>();
         passes.push(cpu.since());
     }
-    (passes[0], passes[1], status_mib("VmRSS:"))
+    (passes[0], passes[1], status_mib("VmRSS:"), bytes as f64)
 }

@@ -195,7 +195,14 @@ impl WorkloadModel {
     }
 
     /// Whether `candidate` differs enough from what was last written (or the refresh interval
-    /// passed) to be worth an API write.
+    /// passed) to be worth an API write: readiness, OOM kills, confidence by
+    /// [`MEANINGFUL_CONFIDENCE`], a container's recommendation appearing or going, and — once
+    /// the profile is `Ready` — a recommended amount moving by more than [`MEANINGFUL_CHANGE`].
+    ///
+    /// While a profile is learning (not `Ready`, so no webhook applies it), the amounts of its
+    /// recommendation are built on little data and move with most samples; rewriting it for each
+    /// move would write (and checkpoint) nearly every learning profile every cycle. Its progress
+    /// is written on the refresh interval instead, which also checkpoints what it learned.
     pub fn worth_writing(&self, candidate: &Written, settings: &ModelSettings) -> bool {
         let Some(last) = &self.written else {
             return true;
@@ -208,9 +215,11 @@ impl WorkloadModel {
         {
             return true;
         }
+        // `candidate.ready == last.ready` here.
+        let amounts_matter = candidate.ready;
         candidate.recommendations.iter().any(|(name, now)| {
             match (now, last.recommendations.get(name).copied().flatten()) {
-                (Some(now), Some(then)) => changed(now, &then),
+                (Some(now), Some(then)) => amounts_matter && changed(now, &then),
                 (None, None) => false,
                 _ => true,
             }

@@ -148,6 +148,33 @@ fn writes_on_meaningful_change_or_refresh_only() {
 }
 
 #[test]
+fn a_learning_profile_is_written_when_a_recommendation_appears_then_on_refresh() {
+    let mut m = model();
+    let s = settings();
+    m.observe_usage(usage(0.0, 0.5, 100.0), "app", Default::default());
+    let (_, first) = m.status(0.0, &s);
+    assert!(first.recommendations["app"].is_none());
+    m.written = Some(first);
+    m.observe_usage(usage(1.0, 0.5, 100.0), "app", Default::default());
+    let (_, recommended) = m.status(1.0, &s);
+    assert!(!recommended.ready, "learning: 1 s of a 100 s window");
+    assert!(
+        m.worth_writing(&recommended, &s),
+        "the first recommendation is written at once"
+    );
+    m.written = Some(recommended);
+    m.observe_usage(usage(2.0, 0.8, 150.0), "app", Default::default());
+    let (_, moved) = m.status(2.0, &s);
+    assert!(
+        !m.worth_writing(&moved, &s),
+        "60% more CPU while learning waits for the refresh"
+    );
+    let (_, later) = m.status(1.0 + s.refresh, &s);
+    assert!(!later.ready);
+    assert!(m.worth_writing(&later, &s), "refresh interval passed");
+}
+
+#[test]
 fn checkpoint_restores_recommenders_and_counts() {
     let mut m = model();
     for i in 0..5 {
@@ -165,4 +192,36 @@ fn checkpoint_restores_recommenders_and_counts() {
         !restored.observe_oom(11.0, "uid/app/1".into(), "app", None),
         "already counted"
     );
+}
+
+#[test]
+fn real_recommenders_resume_from_this_and_the_earlier_checkpoint_format() {
+    let factory = RecommenderFactory::of(RecommenderKind::Vpa);
+    let mut m = WorkloadModel::new(model().key, factory);
+    for i in 0..50 {
+        let cpu = 0.3 + f64::from(i % 5) * 0.1;
+        m.observe_usage(
+            usage(f64::from(i) * 60.0, cpu, 200.0),
+            "app",
+            Default::default(),
+        );
+    }
+    let expected = m.recommendations(3000.0);
+    assert!(expected["app"].is_some());
+    let now = m.checkpoint().unwrap();
+    assert!(
+        now.containers["app"].recommender.starts_with('{'),
+        "the recommender state is plain JSON, compressed once with the whole checkpoint"
+    );
+    // Earlier versions stored each recommender state gzipped and base64 inside the checkpoint.
+    let mut earlier = now.clone();
+    for c in earlier.containers.values_mut() {
+        c.recommender = snug_recommender::checkpoint::compress(&c.recommender).unwrap();
+    }
+    for saved in [now, earlier] {
+        let saved = Checkpoint::decode(&saved.encode().unwrap()).unwrap();
+        let restored = WorkloadModel::restore(m.key.clone(), factory, saved);
+        // A state that failed to load would start afresh, with no recommendation yet.
+        assert_eq!(restored.recommendations(3000.0), expected);
+    }
 }

@@ -175,6 +175,12 @@ fn a_restored_recommender_continues_exactly() {
     );
     let mut b = SnugRecommender::restore(&checkpoint).unwrap();
     assert_eq!(a, b);
+    let plain = a.state_json().unwrap();
+    assert_eq!(
+        SnugRecommender::restore(&plain).unwrap(),
+        a,
+        "the plain JSON state restores too"
+    );
     feed(&mut [&mut a, &mut b], 30.0 * DAY, 2.0 * DAY, |t| {
         wave(t * 1.7)
     });

@@ -241,6 +241,12 @@ fn a_restored_recommender_continues_exactly() {
     );
     let mut b = VpaRecommender::restore(&checkpoint).unwrap();
     assert_eq!(a, b);
+    let plain = a.state_json().unwrap();
+    assert_eq!(
+        VpaRecommender::restore(&plain).unwrap(),
+        a,
+        "the plain JSON state restores too"
+    );
     let more = |r: &mut VpaRecommender| {
         feed(r, 3.0 * DAY, DAY, |t| {
             (0.5 + (t / 900.0).sin().abs(), 2.0 * GIB)

@@ -16,6 +16,15 @@ use crate::{
 
 pub use status::{Written, confidence};
 
+/// A fraction in `[0, 1)` that depends only on `key` (within one build of the profiler).
+fn refresh_phase(key: &WorkloadKey) -> f64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    key.hash(&mut hasher);
+    // The top 53 bits, as a float's mantissa holds them.
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// How container recommenders are made: [`RecommenderKind`]'s own constructors, or a test double.
 #[derive(Debug, Clone, Copy)]
 pub struct RecommenderFactory {
@@ -109,12 +118,16 @@ pub struct WorkloadModel {
     pub written: Option<Written>,
     /// The recommendations last exported as gauges, per container.
     pub(crate) gauged: BTreeMap<String, Option<Recommendation>>,
+    /// Where in each refresh interval this workload's refresh falls, as a fraction of it (from
+    /// a hash of the key), so profiles first written together are not all rewritten together.
+    refresh_phase: f64,
 }
 
 impl WorkloadModel {
     /// A workload seen for the first time.
     pub fn new(key: WorkloadKey, factory: RecommenderFactory) -> Self {
         WorkloadModel {
+            refresh_phase: refresh_phase(&key),
             key,
             factory,
             containers: BTreeMap::new(),

@@ -194,7 +194,16 @@ impl WorkloadModel {
         }
     }
 
-    /// Whether `candidate` differs enough from what was last written (or the refresh interval
+    /// Whether one of this workload's refresh times lies in `(last, now]`. They come every
+    /// `refresh` seconds, shifted by the workload's own phase: a profile is rewritten at least
+    /// once per interval (never more than `refresh` apart), and profiles first written in the
+    /// same cycle have their refreshes spread over the next interval instead of all due at once.
+    pub(super) fn refresh_due(&self, last: f64, now: f64, refresh: f64) -> bool {
+        let shift = self.refresh_phase * refresh;
+        ((now + shift) / refresh).floor() > ((last + shift) / refresh).floor()
+    }
+
+    /// Whether `candidate` differs enough from what was last written (or a refresh time
     /// passed) to be worth an API write: readiness, OOM kills, confidence by
     /// [`MEANINGFUL_CONFIDENCE`], a container's recommendation appearing or going, and — once
     /// the profile is `Ready` — a recommended amount moving by more than [`MEANINGFUL_CHANGE`].
@@ -207,7 +216,7 @@ impl WorkloadModel {
         let Some(last) = &self.written else {
             return true;
         };
-        if candidate.at - last.at >= settings.refresh
+        if self.refresh_due(last.at, candidate.at, settings.refresh)
             || candidate.ready != last.ready
             || candidate.oom_kills != last.oom_kills
             || (candidate.confidence - last.confidence).abs() >= MEANINGFUL_CONFIDENCE

@@ -18,7 +18,10 @@ fn model() -> WorkloadModel {
         namespace: "shop".into(),
         workload: WorkloadRef::new("apps/v1", "Deployment", "web"),
     };
-    WorkloadModel::new(key, settings().recommender)
+    let mut model = WorkloadModel::new(key, settings().recommender);
+    // Refresh times at multiples of the interval, whatever the key hashes to.
+    model.refresh_phase = 0.0;
+    model
 }
 
 fn usage(at: f64, cpu: f64, memory_mib: f64) -> Usage {
@@ -145,6 +148,44 @@ fn writes_on_meaningful_change_or_refresh_only() {
     assert!(m.worth_writing(&big, &s), "60% more CPU is");
     let (_, later) = m.status(200.0 + s.refresh, &s);
     assert!(m.worth_writing(&later, &s), "refresh interval passed");
+}
+
+#[test]
+fn refreshes_of_profiles_written_together_are_spread_over_the_interval() {
+    let s = settings();
+    let cycle = s.refresh / 10.0;
+    let workloads = 2000;
+    let mut due_per_cycle = [0usize; 10];
+    for i in 0..workloads {
+        let key = WorkloadKey {
+            namespace: format!("team-{}", i % 7),
+            workload: WorkloadRef::new("apps/v1", "Deployment", &format!("app-{i}")),
+        };
+        let m = WorkloadModel::new(key, s.recommender);
+        // Written first at 1,000 s (with every other profile), then checked each cycle.
+        let mut last = 1000.0;
+        let mut writes = 0;
+        for (c, due) in due_per_cycle.iter_mut().enumerate() {
+            let now = 1000.0 + (c + 1) as f64 * cycle;
+            if m.refresh_due(last, now, s.refresh) {
+                *due += 1;
+                writes += 1;
+                last = now;
+            }
+        }
+        assert_eq!(writes, 1, "one refresh per interval");
+        assert!(
+            m.refresh_due(last, last + s.refresh, s.refresh),
+            "never over an interval apart"
+        );
+    }
+    let even = workloads / due_per_cycle.len();
+    for (c, due) in due_per_cycle.iter().enumerate() {
+        assert!(
+            *due < even * 3 / 2,
+            "cycle {c} rewrites {due} of {workloads} profiles: {due_per_cycle:?}"
+        );
+    }
 }
 
 #[test]

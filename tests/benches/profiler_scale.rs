@@ -1,8 +1,8 @@
 //! Scale benchmark of the profiler (run by hand, prints figures):
 //!
 //! ```text
-//! cargo bench --workspace --bench profiler_scale               # 10,000 pods / 2,000 workloads
-//! cargo bench --workspace --bench profiler_scale -- 2000 400   # other sizes: pods workloads
+//! cargo bench -p snug-e2e --bench profiler_scale               # 10,000 pods / 2,000 workloads
+//! cargo bench -p snug-e2e --bench profiler_scale -- 2000 400   # other sizes: pods workloads
 //! ```
 //!
 //! One profiler cycle over synthetic pods: every pod's sidecar is scraped for real over HTTP
@@ -17,7 +17,9 @@
 //! two processes, and there is no NIC.)
 //!
 //! Cycle 1 opens the connections, takes the counters' baselines and writes every new profile;
-//! cycles 2 and 3 fold increments and are the steady state. It prints CPU time (user + system)
+//! the cycles after it (30 s apart, through one whole 5-minute refresh interval: 12 cycles by
+//! default, `SNUG_BENCH_CYCLES`) fold increments and are the steady state, refresh writes
+//! included. It prints CPU time (user + system)
 //! per cycle and RSS of the profiler process, and as baselines measured in the same run, the
 //! CPU time of merely fetching the same bodies with a plain HTTP client (no parsing, no
 //! profiling), over new connections and over kept-alive ones. The baseline runs in a process of
@@ -361,7 +363,10 @@ async fn bench(pods: usize, workloads: usize) {
     let _ = child.wait();
 }
 
-/// Three cycles of a fresh profiler with the `kind` recommender.
+/// Cycles of a fresh profiler with the `kind` recommender: the first, then 30 s cycles through
+/// one whole refresh interval (`SNUG_BENCH_CYCLES`, default 12), so the steady cycles include
+/// the refresh writes of profiles first written together. Prints each cycle, then the steady
+/// cycles' range.
 async fn profile(pods: usize, workloads: usize, port: u16, kind: RecommenderKind, baseline: Cpu) {
     // On tmpfs when there is one: what is measured is the profiler, not the disk's filesystem
     // (a journal-less ext4, as on some CI machines, spends milliseconds of CPU allocating the
@@ -393,7 +398,12 @@ async fn profile(pods: usize, workloads: usize, port: u16, kind: RecommenderKind
     };
     let mut profiler = Profiler::new(Arc::new(ctx));
     println!("recommender {kind:?}:");
-    for cycle in 1..=3 {
+    let cycles: u32 = std::env::var("SNUG_BENCH_CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(12);
+    let (mut steady_min, mut steady_max, mut steady_written) = (f64::MAX, 0f64, 0);
+    for cycle in 1..=cycles {
         let (cpu, wall) = (Cpu::now(), Instant::now());
         let report = profiler.cycle(1_800_000_000.0 + 30.0 * cycle as f64).await;
         let cpu = cpu.since();
@@ -405,6 +415,18 @@ async fn profile(pods: usize, workloads: usize, port: u16, kind: RecommenderKind
             report.scrapes_ok,
             report.scrapes_failed,
             status_mib("VmRSS:"),
+        );
+        if cycle > 1 {
+            steady_min = steady_min.min(cpu.total());
+            steady_max = steady_max.max(cpu.total());
+            steady_written = steady_written.max(report.written);
+        }
+    }
+    if cycles > 1 {
+        println!(
+            "  steady cycles 2-{cycles}: {steady_min:.2}-{steady_max:.2} s CPU ({:.1}-{:.1}× kept-alive baseline), at most {steady_written} profiles written in one",
+            steady_min / baseline.total().max(0.01),
+            steady_max / baseline.total().max(0.01),
         );
     }
 }

@@ -30,11 +30,15 @@ done
 [[ ! -e ${DIR}/pids ]] || fail "${DIR} already holds a cluster (run down.sh ${DIR} first)"
 mkdir -p "${DIR}/pki" "${DIR}/logs" "${DIR}/pids" "${DIR}/etcd"
 
-# A port nobody listens on; random so that parallel clusters rarely race for the same one.
+# A port nobody listens on; random so that parallel clusters rarely race for the same one, and
+# below the kernel's ephemeral range, so that no test's outgoing connection or bind to port 0
+# takes it between this check and the server's bind.
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+(( EPHEMERAL_LOW > 21000 )) || EPHEMERAL_LOW=32768
 free_port() {
     local p
     for _ in $(seq 100); do
-        p=$((20000 + RANDOM % 40000))
+        p=$((20000 + RANDOM % (EPHEMERAL_LOW - 20000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/${p}") 2>/dev/null; then
             echo "${p}"
             return

@@ -54,6 +54,14 @@ impl RequestRecord {
         }
     }
 
+    /// The sidecar answered the request itself with a 502 (the app could not): counted as a
+    /// `5xx` and as a proxy error of `kind`.
+    pub fn bad_gateway(mut self, kind: &'static str) {
+        self.port.proxy_error(kind);
+        self.headers_sent();
+        self.finish(Class::Status(5));
+    }
+
     /// The response failed part-way (the app reset it, say), counted as `kind`.
     pub fn fail(&mut self, kind: &'static str) {
         if !self.done {

@@ -19,7 +19,7 @@ use tracing::debug;
 use crate::{
     body::{MeasuredBody, Outcome, RequestRecord},
     listener::Client,
-    metrics::{Class, OpenConnection, ProtocolLabel},
+    metrics::{OpenConnection, ProtocolLabel},
     prefixed::PrefixedIo,
     sensor::Sensor,
     upstream::{Upstream, UpstreamError},
@@ -114,10 +114,7 @@ impl Proxy {
             }
             Err(error) => {
                 debug!(%error, "request not forwarded");
-                port.proxy_error(error.metric_label());
-                let mut record = record;
-                record.headers_sent();
-                record.finish(Class::Status(5));
+                record.bad_gateway(error.metric_label());
                 bad_gateway(&error)
             }
         }
@@ -131,7 +128,7 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
 }
 
 fn bad_gateway(error: &UpstreamError) -> Response<ProxyBody> {
-    let body = format!("snug-sidecar: {error}\n");
+    let body = error.body();
     let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
     *response.status_mut() = StatusCode::BAD_GATEWAY;
     let headers = response.headers_mut();

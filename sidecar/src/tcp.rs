@@ -35,7 +35,6 @@ pub async fn forward(
             return;
         }
     };
-    let _ = app.set_nodelay(true);
     let mut stream = stream;
     // The bytes read to detect the protocol go first, the client's later bytes after them.
     let copied = async {

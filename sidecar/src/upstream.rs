@@ -27,10 +27,15 @@ use tokio::{net::TcpStream, sync::Mutex, task::AbortHandle};
 /// matters for a misconfigured `SNUG_APP_ADDR` that drops packets).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Connects to the app, giving up after [`CONNECT_TIMEOUT`].
+/// Connects to the app, giving up after [`CONNECT_TIMEOUT`]. Nagle's algorithm is off on the
+/// connection: latency matters more than packet count on a local hop.
 pub async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await {
-        Ok(connected) => connected,
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
+        }
+        Ok(Err(error)) => Err(error),
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
             "connecting to the app timed out",
@@ -73,6 +78,11 @@ impl UpstreamError {
             UpstreamError::Handshake(_) => "upstream_handshake",
             UpstreamError::Request(_) => "upstream_failed",
         }
+    }
+
+    /// The text body of the 502 the client gets.
+    pub fn body(&self) -> String {
+        format!("snug-sidecar: {self}\n")
     }
 
     /// The value of the `x-snug-sidecar-error` header of the 502 the client gets.
@@ -211,7 +221,6 @@ impl Upstream {
                 None => connect(self.addr).await,
             }
             .map_err(UpstreamError::connect)?;
-            let _ = stream.set_nodelay(true);
             let (sender, connection) = http2::Builder::new(TokioExecutor::new())
                 .adaptive_window(true)
                 .handshake(TokioIo::new(stream))

@@ -84,10 +84,9 @@ pub struct ResponseHead {
     pub status: u16,
     /// How the body is delimited (given the request's method).
     pub body: Body,
-    /// Whether the app lets the connection carry another request.
+    /// Whether the app lets the connection carry another request (never for a body delimited
+    /// by closing, nor when the head says `Connection: close`).
     pub keep_alive: bool,
-    /// Whether the head already says `Connection: close`.
-    pub says_close: bool,
 }
 
 impl ResponseHead {
@@ -248,7 +247,6 @@ pub fn parse_response(buf: &[u8], method: Method) -> Result<Option<ResponseHead>
         status,
         body,
         keep_alive: framing.keep_alive(response.version) && body != Body::UntilClose,
-        says_close: framing.close,
     }))
 }
 
@@ -283,7 +281,7 @@ impl Remaining {
             Remaining::Done => Ok(0),
             Remaining::UntilClose => Ok(bytes.len()),
             Remaining::Length(left) => {
-                let taken = usize::try_from(*left).map_or(bytes.len(), |l| l.min(bytes.len()));
+                let taken = up_to(*left, bytes.len());
                 *left -= taken as u64;
                 if *left == 0 {
                     *self = Remaining::Done;
@@ -304,6 +302,11 @@ impl Remaining {
     pub fn is_done(&self) -> bool {
         *self == Remaining::Done
     }
+}
+
+/// How many of `available` bytes a body with `left` bytes still to come takes.
+fn up_to(left: u64, available: usize) -> usize {
+    usize::try_from(left).map_or(available, |left| left.min(available))
 }
 
 /// Where a chunked body's scanner stands.
@@ -358,8 +361,7 @@ impl Chunked {
         let mut at = 0;
         while at < bytes.len() {
             if let Chunked::Data { left } = *self {
-                let taken =
-                    usize::try_from(left).map_or(bytes.len() - at, |l| l.min(bytes.len() - at));
+                let taken = up_to(left, bytes.len() - at);
                 at += taken;
                 let left = left - taken as u64;
                 *self = if left == 0 {
@@ -509,7 +511,7 @@ mod tests {
             "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
             Method::Other,
         );
-        assert!(closing.says_close && !closing.keep_alive);
+        assert!(!closing.keep_alive);
     }
 
     #[test]

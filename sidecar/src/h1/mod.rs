@@ -29,7 +29,6 @@ pub mod framing;
 
 use std::{
     io,
-    net::IpAddr,
     pin::Pin,
     sync::{
         Arc,
@@ -40,7 +39,7 @@ use std::{
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::{
         TcpStream,
         tcp::{ReadHalf, WriteHalf},
@@ -248,7 +247,8 @@ impl Connection<'_> {
         };
         let mut request = self.buf.split_to(head.len + with_head);
         if self.listener.x_forwarded_for {
-            request = with_forwarded_for(&request, head.len, self.client.ip);
+            let field = format!("x-forwarded-for: {}\r\n", self.client.ip);
+            request = with_field(&request, head.len, field.as_bytes());
         }
         let held_whole = body.is_done();
 
@@ -260,22 +260,18 @@ impl Connection<'_> {
                     .await;
             }
         };
-        let mut retried = false;
         let outcome = loop {
             let outcome = self
                 .forward(&mut app, &mut app_buf, &request, body, &head, &mut record)
                 .await;
             match outcome {
-                Err(Failure::AppSilent(error))
-                    if reused && !retried && head.idempotent && held_whole =>
-                {
+                // A new connection is not retried: `reused` is false once it is.
+                Err(Failure::AppSilent(error)) if reused && head.idempotent && held_whole => {
                     // The app had closed the idle connection: once more, on a new one.
                     debug!(%error, "reused app connection failed; retrying");
-                    retried = true;
                     reused = false;
                     match upstream::connect(self.listener.app).await {
                         Ok(stream) => {
-                            let _ = stream.set_nodelay(true);
                             app = stream;
                             app_buf.clear();
                         }
@@ -347,8 +343,6 @@ impl Connection<'_> {
             None => upstream::connect(self.listener.app).await,
         }
         .map_err(UpstreamError::connect)?;
-        // Latency matters more than packet count on a local hop.
-        let _ = stream.set_nodelay(true);
         Ok((stream, BytesMut::new(), false))
     }
 
@@ -387,11 +381,12 @@ impl Connection<'_> {
         let body_done = AtomicBool::new(body.is_done());
         let upload = async {
             if !body.is_done() {
-                match pump(reader, &mut app_writer, buf, &mut body).await {
+                match copy_body(reader, &mut app_writer, buf, &mut body).await {
                     Ok(()) => body_done.store(true, Ordering::Relaxed),
                     // The app stopped reading the body: its response may still come.
-                    Err(None) => std::future::pending::<()>().await,
-                    Err(Some(failure)) => return failure,
+                    Err(Copy::Write) => std::future::pending::<()>().await,
+                    Err(Copy::Read) => return Failure::Client,
+                    Err(Copy::Framing) => return Failure::BadRequestBody,
                 }
             }
             watch(reader, buf).await
@@ -448,15 +443,13 @@ impl Connection<'_> {
     /// Answers 502 for a request the app did not answer; `keep` when the connection can go on.
     async fn bad_gateway(
         &mut self,
-        mut record: RequestRecord,
+        record: RequestRecord,
         error: &UpstreamError,
         keep: bool,
     ) -> Next {
         debug!(%error, "request not forwarded");
-        self.listener.port.proxy_error(error.metric_label());
-        record.headers_sent();
-        record.finish(Class::Status(5));
-        let body = format!("snug-sidecar: {error}\n");
+        record.bad_gateway(error.metric_label());
+        let body = error.body();
         let response = format!(
             "HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/plain; charset=utf-8\r\n\
              {SIDECAR_ERROR_HEADER}: {}\r\ncontent-length: {}\r\n{}\r\n{body}",
@@ -471,14 +464,14 @@ impl Connection<'_> {
     }
 }
 
-/// The request head with `x-forwarded-for` added last.
-fn with_forwarded_for(request: &[u8], head_len: usize, ip: IpAddr) -> BytesMut {
-    let (head, body) = request.split_at(head_len);
-    let mut out = BytesMut::with_capacity(request.len() + 64);
+/// `message` (a head of `head_len` bytes and what follows it) with the header field line
+/// `field` (CRLF included) added last in the head.
+fn with_field(message: &[u8], head_len: usize, field: &[u8]) -> BytesMut {
+    let mut out = BytesMut::with_capacity(message.len() + field.len());
     // The head ends in the empty line: insert before it.
-    out.extend_from_slice(&head[..head_len - 2]);
-    out.extend_from_slice(format!("x-forwarded-for: {ip}\r\n\r\n").as_bytes());
-    out.extend_from_slice(body);
+    out.extend_from_slice(&message[..head_len - 2]);
+    out.extend_from_slice(field);
+    out.extend_from_slice(&message[head_len - 2..]);
     out
 }
 
@@ -489,24 +482,39 @@ fn reserve(buf: &mut BytesMut, chunk: usize) {
     }
 }
 
-/// Streams the rest of a request body from the client to the app. `Err(None)`: the app stopped
-/// taking it.
-async fn pump(
-    reader: &mut Sensor<ReadHalf<'_>>,
-    app: &mut WriteHalf<'_>,
+/// Which side of [`copy_body`] failed.
+enum Copy {
+    /// Reading: the sender went away (or closed mid-body).
+    Read,
+    /// Writing: the receiver went away.
+    Write,
+    /// The body's chunked framing is broken.
+    Framing,
+}
+
+/// Streams the rest of a body (what `buf` holds first, then what `from` sends) to `to`, up to its
+/// end, leaving what follows it in `buf`.
+async fn copy_body<R, W>(
+    from: &mut R,
+    to: &mut W,
     buf: &mut BytesMut,
-    body: &mut Remaining,
-) -> Result<(), Option<Failure>> {
-    while !body.is_done() {
+    rest: &mut Remaining,
+) -> Result<(), Copy>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    while !rest.is_done() {
         if buf.is_empty() {
             reserve(buf, BODY_READ);
-            match reader.read_buf(buf).await {
-                Ok(0) | Err(_) => return Err(Some(Failure::Client)),
+            match from.read_buf(buf).await {
+                Ok(0) if *rest == Remaining::UntilClose => return Ok(()),
+                Ok(0) | Err(_) => return Err(Copy::Read),
                 Ok(_) => {}
             }
         }
-        let taken = body.take(buf).map_err(|_| Some(Failure::BadRequestBody))?;
-        app.write_all(&buf[..taken]).await.map_err(|_| None)?;
+        let taken = rest.take(buf).map_err(|_| Copy::Framing)?;
+        to.write_all(&buf[..taken]).await.map_err(|_| Copy::Write)?;
         buf.advance(taken);
     }
     Ok(())
@@ -578,37 +586,29 @@ async fn respond(
         record.headers_sent();
         let mut rest = Remaining::of(head.body);
         let taken = rest.take(&buf[head.len..]).map_err(Failure::BadResponse)?;
-        // Draining: tell the client not to send another request on this connection.
-        let close = head.keep_alive && !head.says_close && draining.is_cancelled();
+        // Draining: tell the client not to send another request on this connection. (A
+        // response that keeps the connection alive does not say `close` already.)
+        let close = head.keep_alive && draining.is_cancelled();
         if close {
-            let mut out = Vec::with_capacity(head.len + taken + 19);
-            out.extend_from_slice(&buf[..head.len - 2]);
-            out.extend_from_slice(b"connection: close\r\n\r\n");
-            out.extend_from_slice(&buf[head.len..head.len + taken]);
+            let message = &buf[..head.len + taken];
+            let out = with_field(message, head.len, b"connection: close\r\n");
             client.write_all(&out).await
         } else {
             client.write_all(&buf[..head.len + taken]).await
         }
         .map_err(|_| Failure::Client)?;
         buf.advance(head.len + taken);
-        while !rest.is_done() {
-            reserve(buf, BODY_READ);
-            match app.read_buf(buf).await {
-                Ok(0) if rest == Remaining::UntilClose => break,
-                Ok(0) | Err(_) => return Err(Failure::AppCut),
-                Ok(_) => {}
-            }
-            let taken = rest.take(buf).map_err(|_| Failure::AppCut)?;
-            client
-                .write_all(&buf[..taken])
-                .await
-                .map_err(|_| Failure::Client)?;
-            buf.advance(taken);
-        }
+        copy_body(app, client, buf, &mut rest)
+            .await
+            .map_err(|error| match error {
+                Copy::Write => Failure::Client,
+                Copy::Read | Copy::Framing => Failure::AppCut,
+            })?;
         record.finish(Class::of_code(head.status));
         let upgrade = head.status == 101 || (method == Method::Connect && head.status / 100 == 2);
+        // A body delimited by closing already made `keep_alive` false.
         return Ok(Response {
-            keep_alive: head.keep_alive && !close && rest != Remaining::UntilClose,
+            keep_alive: head.keep_alive && !close,
             upgrade,
         });
     }

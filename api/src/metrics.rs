@@ -101,6 +101,13 @@ pub fn registered_name(exposed: &str) -> &str {
     exposed.strip_suffix("_total").unwrap_or(exposed)
 }
 
+/// Whether `name` (as its samples or a selector write it) names the metric family that
+/// metadata lines (`# TYPE family ...`) call `family`: the same name, or a counter's with
+/// `_total`.
+pub fn names_family(name: &str, family: &str) -> bool {
+    name == family || registered_name(name) == family
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +125,9 @@ mod tests {
         }
         assert_eq!(registered_name(REQUESTS_TOTAL), "snug_requests");
         assert_eq!(registered_name(CONNECTIONS_OPEN), CONNECTIONS_OPEN);
+        assert!(names_family(REQUESTS_TOTAL, "snug_requests"));
+        assert!(names_family(REQUESTS_TOTAL, REQUESTS_TOTAL));
+        assert!(!names_family("snug_requests", REQUESTS_TOTAL));
+        assert!(!names_family(REQUESTS_TOTAL, "snug_request"));
     }
 }

@@ -23,6 +23,8 @@ pub const METRICS_PATH: &str = "/metrics";
 /// (`/metrics?name[]=snug_requests_total&name[]=snug_request_duration_seconds`, brackets
 /// percent-encoded or not); without it every family is served.
 pub const METRICS_NAME_PARAM: &str = "name[]";
+/// [`METRICS_NAME_PARAM`] as it is written in a URL, brackets percent-encoded.
+pub const METRICS_NAME_PARAM_ENCODED: &str = "name%5B%5D";
 /// Path of the sidecar's liveness endpoint on the admin port.
 pub const LIVE_PATH: &str = "/live";
 /// Path of the sidecar's readiness endpoint on the admin port (ready once all listeners bound).

@@ -309,9 +309,7 @@ fn is_metric_name(name: &str) -> bool {
 fn is_label_name(name: &str) -> bool {
     let bytes = name.as_bytes();
     matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic() || *b == b'_')
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'_')
+        && bytes.iter().copied().all(is_label_char)
 }
 
 #[cfg(test)]

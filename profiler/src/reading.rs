@@ -79,12 +79,9 @@ pub const FAMILIES: [&str; 5] = [
 pub fn metrics_query() -> &'static str {
     static QUERY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     QUERY.get_or_init(|| {
-        let key = ports::METRICS_NAME_PARAM
-            .replace('[', "%5B")
-            .replace(']', "%5D");
         FAMILIES
             .iter()
-            .map(|family| format!("{key}={family}"))
+            .map(|family| format!("{}={family}", ports::METRICS_NAME_PARAM_ENCODED))
             .collect::<Vec<_>>()
             .join("&")
     })
@@ -147,12 +144,9 @@ impl SidecarReading {
         // Families the profiler does not read (when the sidecar served them anyway) are
         // skipped by name, their lines unread.
         let wanted = |family: &str| {
-            FAMILIES.iter().any(|name| {
-                *name == family
-                    || name
-                        .strip_prefix(family)
-                        .is_some_and(|suffix| suffix == "_total")
-            })
+            FAMILIES
+                .iter()
+                .any(|name| metrics::names_family(name, family))
         };
         exposition::parse_families(text, wanted, |sample| {
             if problem.is_none() {

@@ -21,7 +21,10 @@ use http_body_util::Full;
 use hyper::{body::Incoming, server::conn::http1, service::service_fn};
 use hyper_util::rt::TokioIo;
 use prometheus_client::registry::Registry;
-use snug_api::ports::{LIVE_PATH, METRICS_NAME_PARAM, METRICS_PATH, READY_PATH};
+use snug_api::{
+    metrics::names_family,
+    ports::{LIVE_PATH, METRICS_NAME_PARAM, METRICS_NAME_PARAM_ENCODED, METRICS_PATH, READY_PATH},
+};
 use tokio::net::TcpListener;
 use tracing::{debug, warn};
 
@@ -83,20 +86,15 @@ pub fn select_families<'a>(exposition: &'a str, query: &str) -> Cow<'a, str> {
     let names: Vec<&str> = query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
-        .filter(|(key, _)| key.eq_ignore_ascii_case(NAME_PARAM_ENCODED) || *key == NAME_PARAM)
+        .filter(|(key, _)| {
+            key.eq_ignore_ascii_case(METRICS_NAME_PARAM_ENCODED) || *key == METRICS_NAME_PARAM
+        })
         .map(|(_, value)| value)
         .collect();
     if names.is_empty() {
         return Cow::Borrowed(exposition);
     }
-    let wanted = |family: &str| {
-        names.iter().any(|name| {
-            *name == family
-                || name
-                    .strip_suffix("_total")
-                    .is_some_and(|stem| stem == family)
-        })
-    };
+    let wanted = |family: &str| names.iter().any(|name| names_family(name, family));
     let mut selected = String::with_capacity(exposition.len() / 2);
     let mut keep = false;
     for line in exposition.split_inclusive('\n') {
@@ -115,10 +113,6 @@ pub fn select_families<'a>(exposition: &'a str, query: &str) -> Cow<'a, str> {
     }
     Cow::Owned(selected)
 }
-
-/// [`METRICS_NAME_PARAM`] as a client writes it in a URL (brackets percent-encoded).
-const NAME_PARAM_ENCODED: &str = "name%5B%5D";
-const NAME_PARAM: &str = METRICS_NAME_PARAM;
 
 fn text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(body)));

@@ -4,6 +4,7 @@
 //! untouched.
 
 use std::{
+    ops::Deref,
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
@@ -15,21 +16,33 @@ use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 
-use crate::metrics::{Class, PortMetrics, ProtocolMetrics, seconds};
+use crate::metrics::{Class, PortMetrics, ProtocolMetrics};
 
 /// One request in flight. Dropped before [`RequestRecord::finish`], it counts as an abort: the
 /// client went away (or the sidecar was stopped) before the response was complete.
+///
+/// It holds its series by `Arc` where the record must outlive the connection's task (an HTTP/2
+/// response body), and by reference where it does not (HTTP/1): an `Arc` clone and drop per
+/// request is an atomic write to a count every core shares.
 #[derive(Debug)]
-pub struct RequestRecord {
-    metrics: Arc<ProtocolMetrics>,
-    port: Arc<PortMetrics>,
+pub struct RequestRecord<M = Arc<ProtocolMetrics>, P = Arc<PortMetrics>>
+where
+    M: Deref<Target = ProtocolMetrics>,
+    P: Deref<Target = PortMetrics>,
+{
+    metrics: M,
+    port: P,
     started: Instant,
     done: bool,
 }
 
-impl RequestRecord {
+impl<M, P> RequestRecord<M, P>
+where
+    M: Deref<Target = ProtocolMetrics>,
+    P: Deref<Target = PortMetrics>,
+{
     /// Starts timing a request whose head was just received.
-    pub fn start(metrics: Arc<ProtocolMetrics>, port: Arc<PortMetrics>) -> Self {
+    pub fn start(metrics: M, port: P) -> Self {
         Self {
             metrics,
             port,
@@ -40,16 +53,18 @@ impl RequestRecord {
 
     /// The response head is on its way to the client.
     pub fn headers_sent(&self) {
-        let elapsed = seconds(self.started.elapsed());
-        self.metrics.response_headers.observe(elapsed);
+        self.metrics
+            .response_headers
+            .observe(self.started.elapsed());
     }
 
     /// The response is complete.
     pub fn finish(&mut self, class: Class) {
         if !self.done {
             self.done = true;
-            let elapsed = seconds(self.started.elapsed());
-            self.metrics.request_duration.observe(elapsed);
+            self.metrics
+                .request_duration
+                .observe(self.started.elapsed());
             self.metrics.request(class);
         }
     }
@@ -72,7 +87,11 @@ impl RequestRecord {
     }
 }
 
-impl Drop for RequestRecord {
+impl<M, P> Drop for RequestRecord<M, P>
+where
+    M: Deref<Target = ProtocolMetrics>,
+    P: Deref<Target = PortMetrics>,
+{
     fn drop(&mut self) {
         self.fail("client_abort");
     }

@@ -12,6 +12,7 @@ pub mod config;
 pub mod detect;
 pub mod error;
 pub mod h1;
+pub mod histogram;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

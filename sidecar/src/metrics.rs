@@ -7,12 +7,11 @@
 use std::{
     fmt,
     sync::{Arc, OnceLock},
-    time::Duration,
 };
 
 use prometheus_client::{
     encoding::{EncodeLabel, EncodeLabelSet, EncodeLabelValue, LabelSetEncoder},
-    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge},
     registry::Registry,
 };
 use snug_api::{
@@ -25,7 +24,7 @@ use snug_api::{
 };
 
 pub use crate::class::{CLASS_COUNT, Class};
-use crate::peers::PeerTable;
+use crate::{histogram::LatencyHistogram, peers::PeerTable};
 
 /// The `protocol` label of request and connection series.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -101,10 +100,10 @@ fn label(
     EncodeLabel::encode(&(key, value), encoder.encode_label())
 }
 
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+type HistogramFamily<L> = Family<L, LatencyHistogram, fn() -> LatencyHistogram>;
 
-fn latency_histogram() -> Histogram {
-    Histogram::new(bucket_bounds())
+fn latency_histogram() -> LatencyHistogram {
+    LatencyHistogram::new(bucket_bounds())
 }
 
 /// All of the sidecar's metrics.
@@ -224,15 +223,15 @@ pub struct ProtocolMetrics {
     requests: Family<RequestLabels, Counter>,
     classes: [OnceLock<Counter>; CLASS_COUNT],
     /// Time to response headers.
-    pub response_headers: Histogram,
+    pub response_headers: LatencyHistogram,
     /// Time to the end of the response body.
-    pub request_duration: Histogram,
+    pub request_duration: LatencyHistogram,
     /// Connections accepted.
     pub connections_opened: Counter,
     /// Connections open.
     pub connections_open: Gauge,
     /// Opaque TCP connection lifetimes.
-    pub tcp_duration: Histogram,
+    pub tcp_duration: LatencyHistogram,
 }
 
 impl ProtocolMetrics {
@@ -291,13 +290,10 @@ impl Drop for OpenConnection {
     }
 }
 
-/// Seconds as the histograms record them.
-pub fn seconds(elapsed: Duration) -> f64 {
-    elapsed.as_secs_f64()
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]
@@ -306,7 +302,7 @@ mod tests {
         let metrics = Arc::new(Metrics::register(&mut registry, 8));
         let port = PortMetrics::new(metrics, 4700);
         let http = port.protocol(ProtocolLabel::Http1);
-        http.response_headers.observe(0.0002);
+        http.response_headers.observe(Duration::from_micros(200));
         http.request(Class::Status(2));
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();

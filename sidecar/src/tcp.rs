@@ -7,12 +7,7 @@ use bytes::Bytes;
 use tokio::{io::AsyncWriteExt, net::TcpStream};
 use tracing::debug;
 
-use crate::{
-    listener::Client,
-    metrics::{ProtocolLabel, seconds},
-    sensor::Sensor,
-    upstream::UpstreamError,
-};
+use crate::{listener::Client, metrics::ProtocolLabel, sensor::Sensor, upstream::UpstreamError};
 
 /// Forwards one opaque connection until both sides are done. An unreachable app closes the
 /// client connection: TCP has no way to say why.
@@ -48,5 +43,5 @@ pub async fn forward(
         },
         () = listener.lifecycle.stop.cancelled() => debug!("closed at the end of the grace period"),
     }
-    metrics.tcp_duration.observe(seconds(started.elapsed()));
+    metrics.tcp_duration.observe(started.elapsed());
 }

@@ -5,7 +5,9 @@
 //! many of them belong to the message, which connection headers say, and what is refused
 //! (ambiguous framing that could make the app read a different message than the sidecar did).
 
-use httparse::Status;
+use std::mem::MaybeUninit;
+
+use httparse::{Header, ParserConfig, Status};
 
 /// Most header fields in a head (hyper's default too).
 pub const MAX_HEADERS: usize = 100;
@@ -113,31 +115,37 @@ impl Framing {
         let mut framing = Framing::default();
         for header in headers {
             let name = header.name;
-            if name.eq_ignore_ascii_case("content-length") {
-                for value in tokens(header.value) {
-                    let length = parse_length(value).ok_or(FramingError::Length)?;
-                    if framing.length.is_some_and(|seen| seen != length) {
-                        return Err(FramingError::Length);
+            // One comparison per field: the names that matter differ in length.
+            match name.len() {
+                14 if name.eq_ignore_ascii_case("content-length") => {
+                    for value in tokens(header.value) {
+                        let length = parse_length(value).ok_or(FramingError::Length)?;
+                        if framing.length.is_some_and(|seen| seen != length) {
+                            return Err(FramingError::Length);
+                        }
+                        framing.length = Some(length);
                     }
-                    framing.length = Some(length);
                 }
-            } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                // The last coding of the last field decides.
-                if let Some(last) = tokens(header.value).last() {
-                    framing.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+                17 if name.eq_ignore_ascii_case("transfer-encoding") => {
+                    // The last coding of the last field decides.
+                    if let Some(last) = tokens(header.value).last() {
+                        framing.chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+                    }
                 }
-            } else if name.eq_ignore_ascii_case("connection") {
-                for token in tokens(header.value) {
-                    framing.close |= token.eq_ignore_ascii_case(b"close");
-                    framing.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                10 if name.eq_ignore_ascii_case("connection") => {
+                    for token in tokens(header.value) {
+                        framing.close |= token.eq_ignore_ascii_case(b"close");
+                        framing.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
+                    }
                 }
-            } else if name.eq_ignore_ascii_case("upgrade") {
-                framing.upgrade = true;
-            } else if name.eq_ignore_ascii_case("expect") {
-                framing.expect_continue |= header
-                    .value
-                    .trim_ascii()
-                    .eq_ignore_ascii_case(b"100-continue");
+                7 if name.eq_ignore_ascii_case("upgrade") => framing.upgrade = true,
+                6 if name.eq_ignore_ascii_case("expect") => {
+                    framing.expect_continue |= header
+                        .value
+                        .trim_ascii()
+                        .eq_ignore_ascii_case(b"100-continue");
+                }
+                _ => {}
             }
         }
         Ok(framing)
@@ -179,11 +187,18 @@ fn head_len(
     }
 }
 
+/// Room for a head's fields, left uninitialised (httparse fills what it parses): setting 100
+/// empty fields for every head was a tenth of the proxy's own work per request.
+fn no_headers<'b>() -> [MaybeUninit<Header<'b>>; MAX_HEADERS] {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
+
 /// Parses a request head at the start of `buf`: `None` while it is incomplete.
 pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, FramingError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut request = httparse::Request::new(&mut headers);
-    let Some(len) = head_len(request.parse(buf), buf.len())? else {
+    let mut headers = no_headers();
+    let mut request = httparse::Request::new(&mut []);
+    let parsed = request.parse_with_uninit_headers(buf, &mut headers);
+    let Some(len) = head_len(parsed, buf.len())? else {
         return Ok(None);
     };
     let framing = Framing::read(request.headers)?;
@@ -219,9 +234,14 @@ pub fn parse_request(buf: &[u8]) -> Result<Option<RequestHead>, FramingError> {
 /// Parses a response head at the start of `buf`, answering a request made with `method`:
 /// `None` while it is incomplete.
 pub fn parse_response(buf: &[u8], method: Method) -> Result<Option<ResponseHead>, FramingError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut response = httparse::Response::new(&mut headers);
-    let Some(len) = head_len(response.parse(buf), buf.len())? else {
+    let mut headers = no_headers();
+    let mut response = httparse::Response::new(&mut []);
+    let parsed = ParserConfig::default().parse_response_with_uninit_headers(
+        &mut response,
+        buf,
+        &mut headers,
+    );
+    let Some(len) = head_len(parsed, buf.len())? else {
         return Ok(None);
     };
     let status = response.code.unwrap_or_default();

@@ -54,11 +54,14 @@ use crate::{
     class::Class,
     http::SIDECAR_ERROR_HEADER,
     listener::{Client, Listener},
-    metrics::{ProtocolLabel, ProtocolMetrics},
+    metrics::{PortMetrics, ProtocolLabel, ProtocolMetrics},
     sensor::Sensor,
     upstream::{self, Idle, UpstreamError},
 };
 use framing::{FramingError, Method, Remaining, RequestHead};
+
+/// A request's record, holding its connection's series by reference.
+type Record<'c> = RequestRecord<&'c ProtocolMetrics, &'c PortMetrics>;
 
 /// The interim response a client sending `Expect: 100-continue` waits for.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
@@ -79,6 +82,7 @@ pub async fn serve(
     let listener = &*client.listener;
     let metrics = listener.port.protocol(ProtocolLabel::Http1);
     let _open = metrics.open_connection();
+    let metrics = &*metrics;
     let (mut stream, traffic) = stream.into_parts();
     let (reader, writer) = stream.split();
     let mut connection = Connection {
@@ -144,7 +148,7 @@ enum Failure {
 struct Connection<'c> {
     client: &'c Client,
     listener: &'c Listener,
-    metrics: Arc<ProtocolMetrics>,
+    metrics: &'c ProtocolMetrics,
     reader: Sensor<ReadHalf<'c>>,
     writer: Sensor<WriteHalf<'c>>,
     /// What the client sent that is not forwarded yet.
@@ -231,8 +235,7 @@ impl Connection<'_> {
 
     /// Forwards one request and its response.
     async fn exchange(&mut self, head: RequestHead) -> Next {
-        let port = &self.listener.port;
-        let mut record = RequestRecord::start(self.metrics.clone(), port.clone());
+        let mut record = RequestRecord::start(self.metrics, &*self.listener.port);
         self.client.traffic.requests.fetch_add(1, Ordering::Relaxed);
 
         // The head, and as much of the body as was read with it.
@@ -355,7 +358,7 @@ impl Connection<'_> {
         request: &[u8],
         mut body: Remaining,
         head: &RequestHead,
-        record: &mut RequestRecord,
+        record: &mut Record<'_>,
     ) -> Result<Exchange, Failure> {
         let Connection {
             reader,
@@ -441,12 +444,7 @@ impl Connection<'_> {
     }
 
     /// Answers 502 for a request the app did not answer; `keep` when the connection can go on.
-    async fn bad_gateway(
-        &mut self,
-        record: RequestRecord,
-        error: &UpstreamError,
-        keep: bool,
-    ) -> Next {
+    async fn bad_gateway(&mut self, record: Record<'_>, error: &UpstreamError, keep: bool) -> Next {
         debug!(%error, "request not forwarded");
         record.bad_gateway(error.metric_label());
         let body = error.body();
@@ -549,7 +547,7 @@ async fn respond(
     buf: &mut BytesMut,
     method: Method,
     continued: bool,
-    record: &mut RequestRecord,
+    record: &mut Record<'_>,
     draining: &CancellationToken,
 ) -> Result<Response, Failure> {
     let mut sent_any = false;

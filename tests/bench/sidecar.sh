@@ -6,19 +6,22 @@
 #   haproxy-tcp       client -> haproxy mode tcp -> nginx   (the floor for any user-space hop)
 # Prints latency at a fixed rate (HTTP/1.1, 50 connections, 2,000 req/s, held by oha's rate
 # limiter with latency correction), maximum throughput (wrk), HTTP/2 figures (h2load) and RSS idle
-# and with 1,000 open connections.
+# and with 1,000 open connections. Every measurement is repeated ROUNDS times with the paths
+# alternating, and reported as medians with the range of the per-round ratios.
 #
 # Usage: tests/bench/sidecar.sh [path/to/release/snug-sidecar]
 # Needs: nginx haproxy wrk nghttp2-client (h2load) python3 (apt), oha (cargo install oha);
 # run as a user that may raise ulimit -n.
-# Env: RATE_SECONDS (default 20), MAX_SECONDS (default 10), RATE (default 2000), CONNS (default 50).
+# Env: RATE_SECONDS (default 10), MAX_SECONDS (default 5), ROUNDS (default 3), RATE (default 2000),
+# CONNS (default 50).
 set -euo pipefail
 
 BIN=${1:-target/release/snug-sidecar}
 RATE=${RATE:-2000}
 CONNS=${CONNS:-50}
-RATE_SECONDS=${RATE_SECONDS:-20}
-MAX_SECONDS=${MAX_SECONDS:-10}
+RATE_SECONDS=${RATE_SECONDS:-10}
+MAX_SECONDS=${MAX_SECONDS:-5}
+ROUNDS=${ROUNDS:-3}
 HERE=$(cd "$(dirname "$0")" && pwd)
 
 for tool in nginx haproxy wrk h2load python3 oha; do
@@ -149,27 +152,32 @@ declare -A TARGET=([direct]=$APP [snug-sidecar]=$SNUG [nginx-proxy]=$NGINX [hapr
 declare -A TARGET_H2=([direct]=$APP_H2 [snug-sidecar]=$SNUG_H2 [nginx-proxy]=$NGINX_H2 [haproxy-tcp]=$HAPROXY_H2)
 ORDER=(direct snug-sidecar nginx-proxy haproxy-tcp)
 
+# Each measurement runs ROUNDS times, the four paths alternating within a round, so all of them
+# see the same machine; the report gives medians and the per-round ratios.
 for name in "${ORDER[@]}"; do
-    port=${TARGET[$name]}
-    wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port/" > /dev/null   # warm-up
-    echo "== fixed rate: $name"
-    # oha sends on a schedule (a global rate limiter) rather than after each response, and with
-    # --latency-correction times each request from when it was due, so a stall is not hidden.
-    oha --no-tui --output-format json -z "${RATE_SECONDS}s" -c "$CONNS" -q "$RATE" --latency-correction \
-        "http://127.0.0.1:$port/" > "$WORK/rate-$name.json"
-    python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['summary']['requestsPerSec']:.0f} req/s, success {r['summary']['successRate']:.3f}, p50 {r['latencyPercentiles']['p50']*1e3:.3f} ms, p99 {r['latencyPercentiles']['p99']*1e3:.3f} ms\")" "$WORK/rate-$name.json"
+    wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:${TARGET[$name]}/" > /dev/null   # warm-up
 done
-for name in "${ORDER[@]}"; do
-    port=${TARGET[$name]}
-    echo "== max throughput: $name"
-    wrk -t2 -c"$CONNS" -d"${MAX_SECONDS}s" "http://127.0.0.1:$port/" | tee "$WORK/max-$name.txt" | grep "Requests/sec"
-done
-for name in "${ORDER[@]}"; do
-    port=${TARGET_H2[$name]}
-    echo "== h2load: $name"
-    h2load -c "$CONNS" -m 10 -t 1 -D "$MAX_SECONDS" "http://127.0.0.1:$port/" \
-        | tee "$WORK/h2-$name.txt" | grep -E "^finished in|^requests:|time for request:"
+for round in $(seq "$ROUNDS"); do
+    for name in "${ORDER[@]}"; do
+        port=${TARGET[$name]}
+        echo "== round $round, fixed rate: $name"
+        # oha sends on a schedule (a global rate limiter) rather than after each response, and with
+        # --latency-correction times each request from when it was due, so a stall is not hidden.
+        oha --no-tui --output-format json -z "${RATE_SECONDS}s" -c "$CONNS" -q "$RATE" --latency-correction \
+            "http://127.0.0.1:$port/" > "$WORK/rate-$name-$round.json"
+        python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(f\"{r['summary']['requestsPerSec']:.0f} req/s, success {r['summary']['successRate']:.3f}, p50 {r['latencyPercentiles']['p50']*1e3:.3f} ms, p99 {r['latencyPercentiles']['p99']*1e3:.3f} ms\")" "$WORK/rate-$name-$round.json"
+    done
+    for name in "${ORDER[@]}"; do
+        echo "== round $round, max throughput: $name"
+        wrk -t2 -c"$CONNS" -d"${MAX_SECONDS}s" "http://127.0.0.1:${TARGET[$name]}/" \
+            | tee "$WORK/max-$name-$round.txt" | grep "Requests/sec"
+    done
+    for name in "${ORDER[@]}"; do
+        echo "== round $round, h2load: $name"
+        h2load -c "$CONNS" -m 10 -t 1 -D "$MAX_SECONDS" "http://127.0.0.1:${TARGET_H2[$name]}/" \
+            | tee "$WORK/h2-$name-$round.txt" | grep -E "^finished in|^requests:|time for request:"
+    done
 done
 
 SNUG_AFTER=$(rss_kib $SNUG_PID)
-python3 "$HERE/report.py" "$WORK" "$SNUG_IDLE" "$SNUG_HELD" "$NGINX_IDLE" "$NGINX_HELD" "$SNUG_AFTER"
+python3 "$HERE/report.py" "$WORK" "$ROUNDS" "$SNUG_IDLE" "$SNUG_HELD" "$NGINX_IDLE" "$NGINX_HELD" "$SNUG_AFTER"

@@ -40,6 +40,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Add `X-Forwarded-For: <client ip>` to HTTP requests.
     pub x_forwarded_for: bool,
+    /// Worker threads serving client connections.
+    pub workers: usize,
 }
 
 impl Config {
@@ -55,6 +57,7 @@ impl Config {
             header_timeout: Duration::from_millis(DEFAULT_HEADER_TIMEOUT_MS),
             max_connections: DEFAULT_MAX_CONNECTIONS,
             x_forwarded_for: false,
+            workers: default_workers(),
         }
     }
 }
@@ -104,6 +107,10 @@ pub struct Args {
     /// Add `X-Forwarded-For: <client ip>` to HTTP requests (the app otherwise sees 127.0.0.1).
     #[arg(long, env = "SNUG_X_FORWARDED_FOR")]
     pub x_forwarded_for: bool,
+    /// Worker threads serving client connections, each with its own event loop (default: the
+    /// CPUs this process may use, as its cgroup's CPU limit allows).
+    #[arg(long, env = "SNUG_WORKERS", default_value_t = default_workers())]
+    pub workers: usize,
     /// Log format.
     #[arg(long, env = "SNUG_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -122,8 +129,14 @@ impl Args {
             header_timeout: Duration::from_millis(self.header_timeout_ms),
             max_connections: self.max_connections,
             x_forwarded_for: self.x_forwarded_for,
+            workers: self.workers.max(1),
         }
     }
+}
+
+/// One worker per CPU this process may use.
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 #[cfg(test)]

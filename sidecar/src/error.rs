@@ -17,6 +17,9 @@ pub enum Error {
     /// The configuration is unusable (for example an empty port map).
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The worker threads could not be started.
+    #[error("cannot start the worker threads: {0}")]
+    Workers(#[source] io::Error),
 }
 
 /// `Result` with the sidecar's [`Error`].

@@ -22,6 +22,7 @@ pub mod prefixed;
 pub mod sensor;
 pub mod tcp;
 pub mod upstream;
+pub mod workers;
 
 use std::{
     future::Future,
@@ -44,6 +45,7 @@ use crate::{
     lifecycle::Lifecycle,
     listener::Listener,
     metrics::{Metrics, PortMetrics},
+    workers::Workers,
 };
 
 /// Backlog of the inbound listeners: where clients wait while the connection cap is reached.
@@ -75,7 +77,7 @@ impl Sidecar {
             let listener = Listener {
                 port: Arc::new(PortMetrics::new(metrics.clone(), port)),
                 app: SocketAddr::new(config.app_addr, mapping.app),
-                pool: Arc::default(),
+                pools: (0..config.workers).map(|_| Default::default()).collect(),
                 header_timeout: config.header_timeout,
                 x_forwarded_for: config.x_forwarded_for,
                 lifecycle: lifecycle.clone(),
@@ -126,8 +128,9 @@ impl Sidecar {
             lifecycle.clone(),
         ));
         let permits = Arc::new(Semaphore::new(config.max_connections));
+        let workers = Arc::new(Workers::start(config.workers).map_err(Error::Workers)?);
         for (tcp, listener) in inbound {
-            let task = listener::accept_loop(tcp, listener, permits.clone());
+            let task = listener::accept_loop(tcp, listener, permits.clone(), workers.clone());
             lifecycle.tracker.spawn(task);
         }
         admin.ready.store(true, Ordering::Relaxed);

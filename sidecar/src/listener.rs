@@ -24,6 +24,7 @@ use crate::{
     peers::PeerTraffic,
     sensor::Sensor,
     tcp, upstream,
+    workers::{self, Workers},
 };
 
 /// What a listener's connections share.
@@ -33,8 +34,9 @@ pub struct Listener {
     pub port: Arc<PortMetrics>,
     /// Where the app listens.
     pub app: SocketAddr,
-    /// Idle HTTP/1 connections to the app, shared by this port's client connections.
-    pub pool: Arc<upstream::Pool>,
+    /// Idle HTTP/1 connections to the app, one pool per worker, shared by the client
+    /// connections that worker serves.
+    pub pools: Box<[upstream::Pool]>,
     /// Time a client has to make its protocol known and send a request head.
     pub header_timeout: Duration,
     /// Add `X-Forwarded-For`.
@@ -43,6 +45,13 @@ pub struct Listener {
     pub lifecycle: Lifecycle,
     /// All metrics (peers are per sidecar, not per port).
     pub metrics: Arc<Metrics>,
+}
+
+impl Listener {
+    /// The idle app connections of the worker running the caller.
+    pub fn pool(&self) -> &upstream::Pool {
+        &self.pools[workers::current() % self.pools.len()]
+    }
 }
 
 /// One accepted client connection, as the proxies see it.
@@ -58,7 +67,12 @@ pub struct Client {
 
 /// Accepts connections until draining starts. At the connection cap it stops accepting (new
 /// clients wait in the kernel's backlog) until a connection closes.
-pub async fn accept_loop(tcp: TcpListener, listener: Arc<Listener>, permits: Arc<Semaphore>) {
+pub async fn accept_loop(
+    tcp: TcpListener,
+    listener: Arc<Listener>,
+    permits: Arc<Semaphore>,
+    workers: Arc<Workers>,
+) {
     let lifecycle = listener.lifecycle.clone();
     loop {
         let permit = match permits.clone().try_acquire_owned() {
@@ -84,9 +98,18 @@ pub async fn accept_loop(tcp: TcpListener, listener: Arc<Listener>, permits: Arc
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Handed over as a plain socket, to be registered with the worker's event loop.
+                let Ok(stream) = stream.into_std() else {
+                    continue;
+                };
                 let span = info_span!("conn", port = listener.port.port(), %peer);
-                let task = serve(stream, peer, listener.clone(), permit).instrument(span);
-                lifecycle.tracker.spawn(task);
+                let listener = listener.clone();
+                let task = async move {
+                    if let Ok(stream) = TcpStream::from_std(stream) {
+                        serve(stream, peer, listener, permit).await;
+                    }
+                };
+                workers.spawn(lifecycle.tracker.track_future(task.instrument(span)));
             }
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.

@@ -514,12 +514,16 @@ async fn a_response_cut_short_by_the_app_is_cut_short_for_the_client() {
 
 #[tokio::test]
 async fn idle_keep_alive_clients_do_not_each_hold_an_app_connection() {
-    let clients = snug_sidecar::upstream::MAX_IDLE + 36;
+    // Each worker keeps up to MAX_IDLE idle app connections (as each nginx worker keeps its
+    // `keepalive` cache); clients are handed to the workers in turn.
+    let workers = 2;
+    let kept = workers * snug_sidecar::upstream::MAX_IDLE;
+    let clients = kept + 36;
     let (app, mut events) = raw_http1_app(Some(
         b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec(),
     ))
     .await;
-    let proxy = Proxy::start(app, |_| {}).await;
+    let proxy = Proxy::start(app, |config| config.workers = workers).await;
     let request = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
     let mut held = Vec::new();
     for _ in 0..clients {
@@ -530,16 +534,16 @@ async fn idle_keep_alive_clients_do_not_each_hold_an_app_connection() {
         held.push(client);
     }
     // Every client connection is open and idle; the app connections they used beyond what the
-    // idle pool keeps are closed.
+    // idle pools keep are closed.
     let (mut connected, mut closed) = (0, 0);
-    while connected < clients || connected - closed > snug_sidecar::upstream::MAX_IDLE {
+    while connected < clients || connected - closed > kept {
         match patiently(events.recv()).await.unwrap() {
             AppEvent::Connected => connected += 1,
             AppEvent::Closed => closed += 1,
             AppEvent::Request(_) => {}
         }
     }
-    assert_eq!(connected - closed, snug_sidecar::upstream::MAX_IDLE);
+    assert_eq!(connected - closed, kept);
     // Each idle client connection still works, on one of the app connections left open.
     for client in held.iter_mut().rev().take(3) {
         client.write_all(request).await.unwrap();

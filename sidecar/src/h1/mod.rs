@@ -293,7 +293,7 @@ impl Connection<'_> {
                 keep_app,
             }) => {
                 if keep_app {
-                    self.listener.pool.put(Idle {
+                    self.listener.pool().put(Idle {
                         stream: app,
                         buf: app_buf,
                     });
@@ -327,8 +327,12 @@ impl Connection<'_> {
                 record.fail("bad_request");
                 Next::Close
             }
-            // Dropping the record counts the abort; dropping the app connection cancels.
-            Err(Failure::Client) => Next::Close,
+            // Dropping the record counts the abort, then dropping the app connection cancels
+            // (in that order, so the abort is counted by the time the app sees it).
+            Err(Failure::Client) => {
+                drop(record);
+                Next::Close
+            }
         }
     }
 
@@ -337,7 +341,7 @@ impl Connection<'_> {
     async fn checkout(&mut self) -> Result<(TcpStream, BytesMut, bool), UpstreamError> {
         let first = self.first.take();
         if first.is_none()
-            && let Some(Idle { stream, buf }) = self.listener.pool.take()
+            && let Some(Idle { stream, buf }) = self.listener.pool().take()
         {
             return Ok((stream, buf, true));
         }

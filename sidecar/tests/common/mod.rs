@@ -76,9 +76,25 @@ impl Proxy {
     }
 
     /// The metrics exposition.
+    ///
+    /// Connections are served on worker threads, so a count the sidecar makes just after the
+    /// client saw the response may land a moment after the test looks: this returns once two
+    /// scrapes 25 ms apart agree (or after a second of change).
     pub async fn metrics(&self) -> String {
-        let (status, body) = admin_get(self.admin, "/metrics").await;
-        assert_eq!(status, 200);
+        let scrape = || async {
+            let (status, body) = admin_get(self.admin, "/metrics").await;
+            assert_eq!(status, 200);
+            body
+        };
+        let mut body = scrape().await;
+        for _ in 0..40 {
+            tokio::time::sleep(Duration::from_millis(25)).await;
+            let again = scrape().await;
+            if again == body {
+                break;
+            }
+            body = again;
+        }
         body
     }
 

@@ -107,8 +107,8 @@ pub struct Args {
     /// Add `X-Forwarded-For: <client ip>` to HTTP requests (the app otherwise sees 127.0.0.1).
     #[arg(long, env = "SNUG_X_FORWARDED_FOR")]
     pub x_forwarded_for: bool,
-    /// Worker threads serving client connections, each with its own event loop (default: the
-    /// CPUs this process may use, as its cgroup's CPU limit allows).
+    /// Worker threads serving client connections, each with its own event loop. The default is
+    /// the CPUs this process may use (a CPU limit counts), at most 2.
     #[arg(long, env = "SNUG_WORKERS", default_value_t = default_workers())]
     pub workers: usize,
     /// Log format.
@@ -134,9 +134,16 @@ impl Args {
     }
 }
 
-/// One worker per CPU this process may use.
+/// Most worker threads started by default (Istio's sidecar default concurrency too): a sidecar
+/// serves one pod's traffic, and each worker keeps its own idle app connections.
+pub const DEFAULT_MAX_WORKERS: usize = 2;
+
+/// One worker per CPU this process may use (its cgroup's CPU limit counts), at most
+/// [`DEFAULT_MAX_WORKERS`].
 fn default_workers() -> usize {
-    std::thread::available_parallelism().map_or(1, usize::from)
+    std::thread::available_parallelism()
+        .map_or(1, usize::from)
+        .min(DEFAULT_MAX_WORKERS)
 }
 
 #[cfg(test)]

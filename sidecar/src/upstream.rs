@@ -96,7 +96,8 @@ impl UpstreamError {
     }
 }
 
-/// The most idle HTTP/1 app connections a listener keeps; one released beyond that is closed.
+/// The most idle HTTP/1 app connections a listener keeps per worker thread; one released beyond
+/// that is closed.
 pub const MAX_IDLE: usize = 64;
 
 /// An idle HTTP/1 connection to the app, with its read buffer.

@@ -2,12 +2,12 @@
 //! each within its timeout, so a slow or dead pod costs one timeout and nothing else.
 
 use std::{
-    collections::HashMap,
     ops::Range,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
+use foldhash::HashMap;
 use futures::StreamExt;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},

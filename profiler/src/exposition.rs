@@ -221,7 +221,9 @@ fn label_set<'a>(
                 "label without '='"
             });
         };
-        if !is_label_name(name) {
+        // Every byte of `name` is a label character already: it is a name unless it is empty
+        // or starts with a digit.
+        if name.as_bytes().first().is_none_or(u8::is_ascii_digit) {
             return Err("invalid label name");
         }
         let body = skip_blanks(after_eq)
@@ -312,12 +314,6 @@ fn is_metric_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':'))
-}
-
-fn is_label_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic() || *b == b'_')
-        && bytes.iter().copied().all(is_label_char)
 }
 
 #[cfg(test)]

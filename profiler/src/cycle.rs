@@ -4,11 +4,14 @@
 //! itself never fails.
 
 use std::{
-    collections::{BTreeSet, HashMap},
+    collections::{BTreeSet, hash_map::Entry},
     sync::Arc,
     time::Instant,
 };
 
+// foldhash's maps: hashing a pod UID or a workload key with SipHash, tens of thousands of
+// times a cycle, was a few percent of the profiler's CPU.
+use foldhash::{HashMap, HashMapExt};
 use futures::StreamExt;
 use snug_recommender::Usage;
 
@@ -20,7 +23,7 @@ use crate::{
     once::{WarnOnce, warn_once},
     pods::{PodInfo, PodSnapshot, PodSource, WorkloadKey},
     reading::{ReadingDelta, SidecarReading},
-    scrape::{ScrapeOutcome, ScrapeTarget, Scraper},
+    scrape::{ScrapeFailure, ScrapeOutcome, ScrapeTarget, Scraper},
     store::ProfileStore,
     usage::{ContainerUsage, UsageSource},
 };
@@ -218,12 +221,17 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
         at: f64,
         report: &mut CycleReport,
     ) {
-        let mut owner: HashMap<&str, &WorkloadKey> = HashMap::new();
+        // Workloads by index, so a scrape's increments are grouped without hashing its key.
+        let workloads: Vec<(&WorkloadKey, usize)> = profiled
+            .iter()
+            .map(|(key, pods)| (key, pods.len()))
+            .collect();
+        let mut owner: HashMap<&str, usize> = HashMap::new();
         let mut targets = Vec::new();
-        for (key, pods) in profiled {
+        for (index, pods) in profiled.values().enumerate() {
             for pod in pods {
                 if let Some(url) = &pod.scrape_url {
-                    owner.insert(pod.uid.as_str(), key);
+                    owner.insert(pod.uid.as_str(), index);
                     targets.push(ScrapeTarget {
                         key: pod.uid.clone(),
                         url: url.clone(),
@@ -234,21 +242,28 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
         // Counters of pods that are gone are dropped with them.
         self.readings
             .retain(|uid, _| owner.contains_key(uid.as_str()));
-        let results = self.ctx.scraper.scrape_all(targets).await;
-        let mut deltas: HashMap<&WorkloadKey, Vec<ReadingDelta>> = HashMap::new();
+        let results = scrape_on_the_runtime(&self.ctx.scraper, targets).await;
+        let mut deltas: Vec<Vec<ReadingDelta>> = vec![Vec::new(); workloads.len()];
         let mut ok = 0;
         for (target, result) in results {
             match result {
                 Ok(reading) => {
                     ok += 1;
                     self.warned.forget_keyed("scrape", &target.key);
-                    if let Some((then, previous)) = self.readings.get(&target.key) {
-                        let delta = reading.since(previous, at - then);
-                        if let Some(key) = owner.get(target.key.as_str()) {
-                            deltas.entry(*key).or_default().push(delta);
+                    let index = owner.get(target.key.as_str()).copied();
+                    match self.readings.entry(target.key) {
+                        Entry::Occupied(mut last) => {
+                            let (then, previous) = last.get();
+                            let delta = reading.since(previous, at - then);
+                            if let Some(index) = index {
+                                deltas[index].push(delta);
+                            }
+                            last.insert((at, reading));
+                        }
+                        Entry::Vacant(first) => {
+                            first.insert((at, reading));
                         }
                     }
-                    self.readings.insert(target.key, (at, reading));
                 }
                 Err(failure) => {
                     self.ctx.metrics.scrape(failure.outcome.label());
@@ -264,12 +279,14 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
             .metrics
             .scrapes_by(ScrapeOutcome::Ok.label(), ok as u64);
         let names = snapshot.workloads_by_ip();
-        for (key, deltas) in deltas {
-            let pods = profiled.get(key).map_or(1, Vec::len).max(1);
+        for ((key, pods), deltas) in workloads.into_iter().zip(deltas) {
+            if deltas.is_empty() {
+                continue;
+            }
             if let Some(model) = self.models.get_mut(key)
                 && let Some(rps) = model.traffic.fold(at, &deltas, &names)
             {
-                model.observe_traffic(at, rps / pods as f64);
+                model.observe_traffic(at, rps / pods.max(1) as f64);
             }
         }
     }
@@ -347,6 +364,34 @@ impl<P: PodSource, U: UsageSource, S: ProfileStore> Profiler<P, U, S> {
             let live: BTreeSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
             model.prune_oom_seen(&live);
         }
+    }
+}
+
+/// [`Scraper::scrape_all`] as a task of its own on the runtime. On a multi-threaded runtime
+/// the cycle runs where it is awaited (the main thread, for the profiler's `main`), and every
+/// socket that became readable would be handed from the worker thread that saw it to that
+/// thread, a thread wake-up per read; as a task, the scrapes run on the worker that polls the
+/// sockets. The task is aborted if the cycle is dropped.
+async fn scrape_on_the_runtime(
+    scraper: &Scraper,
+    targets: Vec<ScrapeTarget>,
+) -> Vec<(ScrapeTarget, Result<SidecarReading, ScrapeFailure>)> {
+    /// Aborts the task when dropped before it finished.
+    struct AbortOnDrop(tokio::task::AbortHandle);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let scraper = scraper.clone();
+    let task = tokio::spawn(async move { scraper.scrape_all(targets).await });
+    let _abort = AbortOnDrop(task.abort_handle());
+    match task.await {
+        Ok(results) => results,
+        // A panic in a scrape is the cycle's panic, as when it ran inline.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // Cancelled: the runtime is shutting down.
+        Err(_) => Vec::new(),
     }
 }
 

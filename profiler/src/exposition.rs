@@ -17,6 +17,9 @@ pub struct Sample<'a> {
     pub labels: &'a [(&'a str, Cow<'a, str>)],
     /// The value (`+Inf`, `-Inf` and `NaN` included).
     pub value: f64,
+    /// Whether `name` is the previous sample's (a family's samples come one after another), so
+    /// a reader can reuse what it made of that name instead of comparing it again.
+    pub same_name: bool,
 }
 
 impl Sample<'_> {
@@ -97,11 +100,14 @@ pub fn parse_families<'a>(
             continue;
         }
         labels.clear();
+        let previous = checked_name;
         let (name, value) = sample_line(line, &mut labels, &mut checked_name).map_err(fail)?;
         on_sample(&Sample {
             name,
             labels: &labels,
             value,
+            // The same slice: `sample_line` found the line to start with the checked name.
+            same_name: std::ptr::eq(previous, checked_name) && !previous.is_empty(),
         });
     }
     Ok(())
@@ -142,26 +148,28 @@ fn sample_line<'a>(
 ) -> Result<(&'a str, f64), &'static str> {
     let ends_name = |b: &u8| matches!(b, b'{' | b' ' | b'\t');
     // Most lines carry the name of the line before: one comparison finds where it ends.
-    let name_end = if !checked_name.is_empty()
+    let name = if !checked_name.is_empty()
         && line.starts_with(*checked_name)
         && line
             .as_bytes()
             .get(checked_name.len())
             .is_some_and(ends_name)
     {
-        checked_name.len()
+        // Checked already; `checked_name` stays the slice it is (see `same_name`).
+        &line[..checked_name.len()]
     } else {
-        line.bytes()
+        let name_end = line
+            .bytes()
             .position(|b| ends_name(&b))
-            .ok_or("sample without a value")?
-    };
-    let name = &line[..name_end];
-    if name != *checked_name {
+            .ok_or("sample without a value")?;
+        let name = &line[..name_end];
         if !is_metric_name(name) {
             return Err("invalid metric name");
         }
         *checked_name = name;
-    }
+        name
+    };
+    let name_end = name.len();
     let mut rest = &line[name_end..];
     if let Some(after_brace) = rest.strip_prefix('{') {
         rest = label_set(after_brace, labels)?;
@@ -213,7 +221,9 @@ fn label_set<'a>(
                 "label without '='"
             });
         };
-        if !is_label_name(name) {
+        // Every byte of `name` is a label character already: it is a name unless it is empty
+        // or starts with a digit.
+        if name.as_bytes().first().is_none_or(u8::is_ascii_digit) {
             return Err("invalid label name");
         }
         let body = skip_blanks(after_eq)
@@ -304,12 +314,6 @@ fn is_metric_name(name: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':'))
-}
-
-fn is_label_name(name: &str) -> bool {
-    let bytes = name.as_bytes();
-    matches!(bytes.first(), Some(b) if b.is_ascii_alphabetic() || *b == b'_')
-        && bytes.iter().copied().all(is_label_char)
 }
 
 #[cfg(test)]

@@ -87,8 +87,8 @@ pub fn metrics_query() -> &'static str {
     })
 }
 
-/// Bucket bounds of the contract, computed once per process.
-fn bounds() -> &'static [f64] {
+/// Bucket bounds of the contract ([`latency::bucket_bounds`]), computed once per process.
+pub(crate) fn bucket_bounds() -> &'static [f64] {
     static BOUNDS: std::sync::OnceLock<Vec<f64>> = std::sync::OnceLock::new();
     BOUNDS.get_or_init(latency::bucket_bounds)
 }
@@ -98,7 +98,11 @@ fn bounds() -> &'static [f64] {
 fn bound_texts() -> &'static [std::sync::OnceLock<Box<str>>] {
     static TEXTS: std::sync::OnceLock<Vec<std::sync::OnceLock<Box<str>>>> =
         std::sync::OnceLock::new();
-    TEXTS.get_or_init(|| (0..bounds().len()).map(|_| Default::default()).collect())
+    TEXTS.get_or_init(|| {
+        (0..bucket_bounds().len())
+            .map(|_| Default::default())
+            .collect()
+    })
 }
 
 /// The bucket of an `le` label; `expected` is the likely one (buckets come in order).
@@ -111,7 +115,7 @@ fn bucket_index(le: &str, expected: usize) -> Option<usize> {
     {
         return Some(expected);
     }
-    let bounds = bounds();
+    let bounds = bucket_bounds();
     let value: f64 = match le {
         "+Inf" | "Inf" => return Some(bounds.len()),
         _ => le.parse().ok()?,
@@ -129,6 +133,48 @@ fn is_error_class(class: &str) -> bool {
     matches!(class, "5xx" | "grpc_server_error" | "error")
 }
 
+/// What a sample's name is to [`SidecarReading`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    DurationBucket,
+    Requests,
+    Peer(PeerField),
+    OtherPeer,
+    Other,
+}
+
+/// Which of a peer's counters a series feeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerField {
+    Received,
+    Sent,
+    Requests,
+}
+
+impl PeerField {
+    fn get(self) -> fn(&mut PeerCounters) -> &mut f64 {
+        match self {
+            PeerField::Received => |c| &mut c.received_bytes,
+            PeerField::Sent => |c| &mut c.sent_bytes,
+            PeerField::Requests => |c| &mut c.requests,
+        }
+    }
+}
+
+impl Kind {
+    fn of(name: &str, duration_bucket: &str) -> Self {
+        match name {
+            _ if name == duration_bucket => Kind::DurationBucket,
+            metrics::REQUESTS_TOTAL => Kind::Requests,
+            metrics::PEER_RECEIVED_BYTES_TOTAL => Kind::Peer(PeerField::Received),
+            metrics::PEER_SENT_BYTES_TOTAL => Kind::Peer(PeerField::Sent),
+            metrics::PEER_REQUESTS_TOTAL => Kind::Peer(PeerField::Requests),
+            _ if name.starts_with("snug_peer_") => Kind::OtherPeer,
+            _ => Kind::Other,
+        }
+    }
+}
+
 impl SidecarReading {
     /// Reads the snug series out of an exposition body; other series are ignored.
     pub fn parse(text: &str) -> Result<Self, ReadingError> {
@@ -136,11 +182,12 @@ impl SidecarReading {
         let mut reading = SidecarReading {
             requests: 0.0,
             errors: 0.0,
-            duration_buckets: vec![0.0; bounds().len() + 1],
+            duration_buckets: vec![0.0; bucket_bounds().len() + 1],
             peers: HashMap::new(),
         };
         let mut problem = None;
         let mut next_bucket = 0;
+        let mut kind = Kind::Other;
         // Families the profiler does not read (when the sidecar served them anyway) are
         // skipped by name, their lines unread.
         let wanted = |family: &str| {
@@ -150,9 +197,11 @@ impl SidecarReading {
         };
         exposition::parse_families(text, wanted, |sample| {
             if problem.is_none() {
-                problem = reading
-                    .add(sample, &duration_bucket, &mut next_bucket)
-                    .err();
+                // A family's samples share a name: it is told apart once.
+                if !sample.same_name {
+                    kind = Kind::of(sample.name, &duration_bucket);
+                }
+                problem = reading.add(sample, kind, &mut next_bucket).err();
             }
         })?;
         problem.map_or(Ok(reading), Err)
@@ -161,46 +210,47 @@ impl SidecarReading {
     fn add(
         &mut self,
         sample: &Sample<'_>,
-        duration_bucket: &str,
+        kind: Kind,
         next_bucket: &mut usize,
     ) -> Result<(), ReadingError> {
         let value = sample.value;
         let name = sample.name;
-        let relevant = name == duration_bucket
-            || name == metrics::REQUESTS_TOTAL
-            || name.starts_with("snug_peer_");
-        if relevant && (value.is_nan() || value < 0.0) {
+        if kind != Kind::Other && (value.is_nan() || value < 0.0) {
             return Err(ReadingError::BadValue(name.to_owned()));
         }
-        if name == duration_bucket {
-            let le = sample.label("le").unwrap_or("");
-            let i = bucket_index(le, *next_bucket)
-                .ok_or_else(|| ReadingError::UnknownBucket(le.into()))?;
-            self.duration_buckets[i] += value;
-            *next_bucket = i + 1;
-        } else if name == metrics::REQUESTS_TOTAL {
-            self.requests += value;
-            if sample
-                .label(metrics::LABEL_CLASS)
-                .is_some_and(is_error_class)
-            {
-                self.errors += value;
+        match kind {
+            Kind::DurationBucket => {
+                let le = sample.label("le").unwrap_or("");
+                let i = bucket_index(le, *next_bucket)
+                    .ok_or_else(|| ReadingError::UnknownBucket(le.into()))?;
+                self.duration_buckets[i] += value;
+                *next_bucket = i + 1;
             }
-        } else if let Some(peer) = sample.label(metrics::LABEL_PEER) {
-            let field: fn(&mut PeerCounters) -> &mut f64 = match name {
-                metrics::PEER_RECEIVED_BYTES_TOTAL => |c| &mut c.received_bytes,
-                metrics::PEER_SENT_BYTES_TOTAL => |c| &mut c.sent_bytes,
-                metrics::PEER_REQUESTS_TOTAL => |c| &mut c.requests,
-                _ => return Ok(()),
-            };
-            // Look up before inserting: the common case is a peer already seen in this body.
-            if let Some(entry) = self.peers.get_mut(peer) {
-                *field(entry) += value;
-            } else {
-                let mut entry = PeerCounters::default();
-                *field(&mut entry) += value;
-                self.peers.insert(peer.to_owned(), entry);
+            Kind::Requests => {
+                self.requests += value;
+                if sample
+                    .label(metrics::LABEL_CLASS)
+                    .is_some_and(is_error_class)
+                {
+                    self.errors += value;
+                }
             }
+            Kind::Peer(field) => {
+                let Some(peer) = sample.label(metrics::LABEL_PEER) else {
+                    return Ok(());
+                };
+                let field = field.get();
+                // Look up before inserting: the common case is a peer already seen in this body.
+                if let Some(entry) = self.peers.get_mut(peer) {
+                    *field(entry) += value;
+                } else {
+                    let mut entry = PeerCounters::default();
+                    *field(&mut entry) += value;
+                    self.peers.insert(peer.to_owned(), entry);
+                }
+            }
+            // Other `snug_peer_*` series are checked (no negative counts) but not read.
+            Kind::OtherPeer | Kind::Other => {}
         }
         Ok(())
     }
@@ -210,13 +260,19 @@ impl SidecarReading {
     pub fn since(&self, previous: &SidecarReading, elapsed: f64) -> ReadingDelta {
         let total = |r: &SidecarReading| r.duration_buckets.last().copied().unwrap_or(0.0);
         let reset = self.requests < previous.requests || total(self) < total(previous);
-        let zero = SidecarReading {
-            requests: 0.0,
-            errors: 0.0,
-            duration_buckets: vec![0.0; self.duration_buckets.len()],
-            peers: HashMap::new(),
+        // After a reset the increments count from zero (built only then).
+        let zero;
+        let base = if reset {
+            zero = SidecarReading {
+                requests: 0.0,
+                errors: 0.0,
+                duration_buckets: vec![0.0; self.duration_buckets.len()],
+                peers: HashMap::new(),
+            };
+            &zero
+        } else {
+            previous
         };
-        let base = if reset { &zero } else { previous };
         let mut duration_buckets = Vec::with_capacity(self.duration_buckets.len());
         let mut below = 0.0;
         for (now, then) in self.duration_buckets.iter().zip(&base.duration_buckets) {

@@ -2,21 +2,26 @@
 //! each within its timeout, so a slow or dead pod costs one timeout and nothing else.
 
 use std::{
-    collections::HashMap,
+    ops::Range,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use bytes::Bytes;
+use foldhash::HashMap;
 use futures::StreamExt;
-use http_body_util::{BodyExt, Empty, Limited};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
 
 use crate::reading::SidecarReading;
 
 /// Largest body accepted from a sidecar; its exposition is tens of KiB.
 const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Largest response head accepted (status line and headers).
+const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Headers read from a response head; a sidecar sends three or four.
+const MAX_HEADERS: usize = 32;
 
 /// One sidecar to scrape.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -61,21 +66,24 @@ pub struct ScrapeFailure {
     pub message: String,
 }
 
-/// Scrapes sidecars over plain HTTP (the admin port is pod-internal traffic, like kubelet's
-/// probes and Prometheus' scrapes of the same port).
+/// Scrapes sidecars over plain HTTP/1.1 (the admin port is pod-internal traffic, like
+/// kubelet's probes and Prometheus' scrapes of the same port).
 ///
 /// Like Prometheus, it keeps one idle connection per sidecar between scrapes: a new TCP
 /// connection per pod per cycle costs more CPU than reading and parsing its body. What it keeps
-/// is the socket alone: each scrape runs a fresh HTTP/1.1 exchange (hyper's low-level client
-/// connection, driven inside the scraping task) over the kept socket and hands the socket back
-/// afterwards, so an idle sidecar costs a file descriptor and a few hundred bytes, not the
-/// buffers and task of a pooled client connection. A kept socket the sidecar closed meanwhile
-/// is noticed by the request failing before any answer; the scrape is then retried once over a
+/// is the socket alone. A scrape is one `GET` written over the kept socket and its answer read
+/// into a buffer that the next scrape reuses (at most one per scrape in flight is kept), the
+/// head parsed by `httparse` (hyper's own parser) and the body framed by its `content-length`,
+/// as chunks, or up to the close; no HTTP client machinery (tasks, channels, header maps,
+/// buffers allocated anew) is set up per scrape. A kept socket the sidecar closed meanwhile is
+/// noticed by the request failing before any answer; the scrape is then retried once over a
 /// new connection. A socket is kept while its sidecar is scraped at least once per
-/// [`Scraper::with_idle_timeout`], and never after a `Connection: close` answer.
+/// [`Scraper::with_idle_timeout`], and never after a `Connection: close` answer, an HTTP/1.0
+/// one, one whose body ran to the close, or one followed by unasked-for bytes.
 #[derive(Debug, Clone)]
 pub struct Scraper {
     idle: Arc<Mutex<HashMap<String, IdleSocket>>>,
+    buffers: Arc<Mutex<Vec<Vec<u8>>>>,
     idle_timeout: Duration,
     timeout: Duration,
     concurrency: usize,
@@ -91,8 +99,10 @@ struct IdleSocket {
 /// How long an unused connection is kept unless [`Scraper::with_idle_timeout`] says otherwise:
 /// long enough to outlast the default 30 s interval twice.
 const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-/// Read buffer of one exchange: a body takes two or three reads.
-const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Room made in the buffer before each read: a sidecar's answer (8–16 KiB) mostly takes one.
+const READ_BYTES: usize = 16 * 1024;
+/// A buffer that grew past this (a huge answer) is not kept for the next scrape.
+const MAX_KEPT_BUFFER_BYTES: usize = 256 * 1024;
 /// TCP keepalive: a pod that vanished without closing its connections is noticed by the kernel.
 const TCP_KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -110,6 +120,7 @@ impl Scraper {
     pub fn new(concurrency: usize, timeout: Duration) -> Self {
         Scraper {
             idle: Arc::default(),
+            buffers: Arc::default(),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             timeout,
             concurrency: concurrency.max(1),
@@ -137,6 +148,12 @@ impl Scraper {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    fn spare_buffers(&self) -> std::sync::MutexGuard<'_, Vec<Vec<u8>>> {
+        self.buffers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     /// Scrapes every target; results come back in no particular order.
     pub async fn scrape_all(
         &self,
@@ -158,20 +175,37 @@ impl Scraper {
     /// Scrapes one sidecar.
     pub async fn scrape(&self, url: &str) -> Result<SidecarReading, ScrapeFailure> {
         let fail = |outcome, message: String| ScrapeFailure { outcome, message };
-        let body = tokio::time::timeout(self.timeout, self.fetch(url))
+        let mut buffer = self.spare_buffers().pop().unwrap_or_default();
+        let fetched = tokio::time::timeout(self.timeout, self.fetch(url, &mut buffer))
             .await
             .map_err(|_| {
                 fail(
                     ScrapeOutcome::Timeout,
                     format!("no answer in {:?}", self.timeout),
                 )
-            })??;
-        let text = std::str::from_utf8(&body)
-            .map_err(|_| fail(ScrapeOutcome::Invalid, "body is not UTF-8".into()))?;
-        SidecarReading::parse(text).map_err(|e| fail(ScrapeOutcome::Invalid, e.to_string()))
+            });
+        let result = match fetched {
+            Ok(Ok(body)) => std::str::from_utf8(&buffer[body])
+                .map_err(|_| fail(ScrapeOutcome::Invalid, "body is not UTF-8".into()))
+                .and_then(|text| {
+                    SidecarReading::parse(text)
+                        .map_err(|e| fail(ScrapeOutcome::Invalid, e.to_string()))
+                }),
+            Ok(Err(failure)) | Err(failure) => Err(failure),
+        };
+        if buffer.capacity() <= MAX_KEPT_BUFFER_BYTES {
+            let mut spare = self.spare_buffers();
+            // One per scrape in flight is all that is ever reused.
+            if spare.len() < self.concurrency {
+                buffer.clear();
+                spare.push(buffer);
+            }
+        }
+        result
     }
 
-    async fn fetch(&self, url: &str) -> Result<Bytes, ScrapeFailure> {
+    /// Fetches `url` into `buffer`; returns where the body is in it.
+    async fn fetch(&self, url: &str, buffer: &mut Vec<u8>) -> Result<Range<usize>, ScrapeFailure> {
         let error = |message: String| ScrapeFailure {
             outcome: ScrapeOutcome::Error,
             message,
@@ -192,7 +226,7 @@ impl Scraper {
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let kept = self.idle_sockets().remove(&address);
         if let Some(kept) = kept {
-            match exchange(kept.stream, authority.as_str(), path).await {
+            match exchange(kept.stream, authority.as_str(), path, buffer).await {
                 Ok((body, socket)) => return Ok(self.done(address, body, socket)),
                 // The sidecar closed the kept socket (it restarted, or timed it out): once more
                 // over a new connection.
@@ -201,7 +235,7 @@ impl Scraper {
             }
         }
         let stream = connect(&address).await.map_err(error)?;
-        match exchange(stream, authority.as_str(), path).await {
+        match exchange(stream, authority.as_str(), path, buffer).await {
             Ok((body, socket)) => Ok(self.done(address, body, socket)),
             Err(ExchangeError::NoAnswer(message) | ExchangeError::Failed(message)) => {
                 Err(error(message))
@@ -210,7 +244,7 @@ impl Scraper {
     }
 
     /// Keeps the socket of a successful exchange, when it may be reused.
-    fn done(&self, address: String, body: Bytes, socket: Option<TcpStream>) -> Bytes {
+    fn done(&self, address: String, body: Range<usize>, socket: Option<TcpStream>) -> Range<usize> {
         if let Some(stream) = socket {
             let since = Instant::now();
             self.idle_sockets()
@@ -231,56 +265,233 @@ async fn connect(address: &str) -> Result<TcpStream, String> {
     Ok(stream)
 }
 
-/// One `GET` over `stream`, with hyper's HTTP/1.1 client connection driven right here (no task
-/// of its own). Returns the body, and the socket when it may carry the next scrape.
+/// Reads more of the answer into `buffer`; `Ok(false)` at the end of the stream.
+async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<bool> {
+    if buffer.capacity() - buffer.len() < READ_BYTES / 2 {
+        buffer.reserve(READ_BYTES);
+    }
+    Ok(stream.read_buf(buffer).await? > 0)
+}
+
+/// How the body of an answer is delimited.
+enum Framing {
+    Length(usize),
+    Chunked,
+    UntilClose,
+}
+
+/// What a response head says.
+struct Head {
+    /// Its length in bytes, `\r\n\r\n` included.
+    len: usize,
+    status: u16,
+    /// HTTP/1.1 and no `Connection: close`.
+    keep_alive: bool,
+    framing: Framing,
+}
+
+/// Parses the response head at the start of `bytes`; `Ok(None)` while it is incomplete.
+fn parse_head(bytes: &[u8]) -> Result<Option<Head>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let len = match response.parse(bytes) {
+        Ok(httparse::Status::Complete(len)) => len,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("invalid response head: {e}")),
+    };
+    let status = response.code.unwrap_or(0);
+    let mut keep_alive = response.version == Some(1);
+    let (mut length, mut chunked, mut encoded) = (None, false, false);
+    for header in response.headers.iter() {
+        let value = || std::str::from_utf8(header.value).unwrap_or("");
+        if header.name.eq_ignore_ascii_case("connection") {
+            if value()
+                .split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("close"))
+            {
+                keep_alive = false;
+            }
+        } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+            encoded = true;
+            // The last coding says whether the message is chunked.
+            chunked = value()
+                .rsplit(',')
+                .next()
+                .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"));
+        } else if header.name.eq_ignore_ascii_case("content-length") {
+            let n: usize = value()
+                .trim()
+                .parse()
+                .map_err(|_| "invalid content-length".to_owned())?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length headers".into());
+            }
+            length = Some(n);
+        }
+    }
+    // A transfer coding overrides any length (RFC 9112, 6.3).
+    let framing = match (encoded, chunked, length) {
+        (true, true, _) => Framing::Chunked,
+        (true, false, _) | (false, _, None) => Framing::UntilClose,
+        (false, _, Some(n)) => Framing::Length(n),
+    };
+    if matches!(framing, Framing::UntilClose) {
+        keep_alive = false;
+    }
+    Ok(Some(Head {
+        len,
+        status,
+        keep_alive,
+        framing,
+    }))
+}
+
+/// One `GET` over `stream`, its answer read into `buffer` (cleared first). Returns where the
+/// body is in `buffer`, and the socket when it may carry the next scrape.
 async fn exchange(
-    stream: TcpStream,
+    mut stream: TcpStream,
     host: &str,
     path: &str,
-) -> Result<(Bytes, Option<TcpStream>), ExchangeError> {
-    let request = http::Request::get(path)
-        .header(http::header::HOST, host)
-        .body(Empty::<Bytes>::new())
-        .map_err(|e| ExchangeError::Failed(format!("request: {e}")))?;
-    let (mut sender, connection) = hyper::client::conn::http1::Builder::new()
-        .read_buf_exact_size(Some(READ_BUFFER_BYTES))
-        .handshake::<_, Empty<Bytes>>(TokioIo::new(stream))
+    buffer: &mut Vec<u8>,
+) -> Result<(Range<usize>, Option<TcpStream>), ExchangeError> {
+    buffer.clear();
+    for part in ["GET ", path, " HTTP/1.1\r\nhost: ", host, "\r\n\r\n"] {
+        buffer.extend_from_slice(part.as_bytes());
+    }
+    stream
+        .write_all(buffer)
         .await
-        .map_err(|e| ExchangeError::NoAnswer(format!("{e}")))?;
-    let answer = async move {
-        let response = sender.send_request(request).await.map_err(|e| {
-            // Not a byte of an answer: the socket was dead (or died) before the response.
-            if e.is_canceled() || e.is_closed() || e.is_incomplete_message() {
-                ExchangeError::NoAnswer(format!("{e}"))
-            } else {
-                ExchangeError::Failed(format!("{e}"))
+        .map_err(|e| ExchangeError::NoAnswer(format!("sending the request: {e}")))?;
+    buffer.clear();
+    let failed = |message: &str| ExchangeError::Failed(message.to_owned());
+    // The head; informational answers (`100 Continue`) before the real one are skipped.
+    let mut start = 0;
+    let head = loop {
+        match parse_head(&buffer[start..]).map_err(ExchangeError::Failed)? {
+            Some(head) if (100..200).contains(&head.status) && head.status != 101 => {
+                start += head.len;
+                continue;
             }
-        })?;
-        // Dropped, the sender lets the connection end (and hand its socket back) once the body
-        // is read.
-        drop(sender);
-        if !response.status().is_success() {
-            return Err(ExchangeError::Failed(format!("HTTP {}", response.status())));
+            Some(head) => break head,
+            None if buffer.len() - start > MAX_HEAD_BYTES => {
+                return Err(failed("response head too large"));
+            }
+            None => {}
         }
-        let reusable = response.version() == http::Version::HTTP_11
-            && !response
-                .headers()
-                .get_all(http::header::CONNECTION)
-                .iter()
-                .any(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
-            .collect()
-            .await
-            .map_err(|e| ExchangeError::Failed(format!("reading body: {e}")))?;
-        Ok((body.to_bytes(), reusable))
+        match read_more(&mut stream, buffer).await {
+            Ok(true) => {}
+            // Not a byte of an answer: the socket was dead (or died) before the response.
+            Ok(false) if buffer.is_empty() => {
+                return Err(ExchangeError::NoAnswer(
+                    "connection closed before an answer".into(),
+                ));
+            }
+            Err(e) if buffer.is_empty() => {
+                return Err(ExchangeError::NoAnswer(format!("reading the answer: {e}")));
+            }
+            Ok(false) => return Err(failed("connection closed within the response head")),
+            Err(e) => return Err(ExchangeError::Failed(format!("reading the answer: {e}"))),
+        }
     };
-    let (answer, connection) = tokio::join!(answer, connection.without_shutdown());
-    let (body, reusable) = answer?;
-    let socket = match connection {
-        // Bytes beyond the response would be read as the start of the next one.
-        Ok(parts) if reusable && parts.read_buf.is_empty() => Some(parts.io.into_inner()),
-        _ => None,
+    if !(200..300).contains(&head.status) {
+        let status = http::StatusCode::from_u16(head.status)
+            .map_or_else(|_| head.status.to_string(), |s| s.to_string());
+        return Err(ExchangeError::Failed(format!("HTTP {status}")));
+    }
+    let body_start = start + head.len;
+    let too_long = || failed("reading body: length limit exceeded");
+    let broke_off = |e: Option<std::io::Error>| {
+        ExchangeError::Failed(match e {
+            Some(e) => format!("reading body: {e}"),
+            None => "reading body: connection closed before the message was complete".into(),
+        })
     };
+    let (body, end) = match head.framing {
+        Framing::Length(length) => {
+            if length > MAX_BODY_BYTES {
+                return Err(too_long());
+            }
+            let end = body_start + length;
+            while buffer.len() < end {
+                match read_more(&mut stream, buffer).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(broke_off(None)),
+                    Err(e) => return Err(broke_off(Some(e))),
+                }
+            }
+            (body_start..end, end)
+        }
+        Framing::UntilClose => loop {
+            if buffer.len() - body_start > MAX_BODY_BYTES {
+                return Err(too_long());
+            }
+            match read_more(&mut stream, buffer).await {
+                Ok(true) => {}
+                Ok(false) => break (body_start..buffer.len(), buffer.len()),
+                Err(e) => return Err(broke_off(Some(e))),
+            }
+        },
+        Framing::Chunked => {
+            // Chunks are moved down over the chunk-size lines as they come, so the body ends
+            // up in one piece right after the head.
+            let (mut body_end, mut at) = (body_start, body_start);
+            loop {
+                let chunk = match httparse::parse_chunk_size(&buffer[at..]) {
+                    Ok(httparse::Status::Complete((used, size))) => Some((used, size)),
+                    Ok(httparse::Status::Partial) => None,
+                    Err(_) => return Err(failed("reading body: invalid chunk size")),
+                };
+                match chunk {
+                    Some((used, 0)) => {
+                        at += used;
+                        break;
+                    }
+                    Some((used, size)) => {
+                        let size = usize::try_from(size).map_err(|_| too_long())?;
+                        if body_end - body_start + size > MAX_BODY_BYTES {
+                            return Err(too_long());
+                        }
+                        let data = at + used;
+                        if buffer.len() >= data + size + 2 {
+                            if &buffer[data + size..data + size + 2] != b"\r\n" {
+                                return Err(failed("reading body: chunk without its CRLF"));
+                            }
+                            buffer.copy_within(data..data + size, body_end);
+                            body_end += size;
+                            at = data + size + 2;
+                            continue;
+                        }
+                    }
+                    None if buffer.len() - at > 1024 => {
+                        return Err(failed("reading body: invalid chunk size"));
+                    }
+                    None => {}
+                }
+                match read_more(&mut stream, buffer).await {
+                    Ok(true) => {}
+                    Ok(false) => return Err(broke_off(None)),
+                    Err(e) => return Err(broke_off(Some(e))),
+                }
+            }
+            // Trailer fields, if any, then the empty line.
+            loop {
+                match buffer[at..].windows(2).position(|w| w == b"\r\n") {
+                    Some(0) => break (body_start..body_end, at + 2),
+                    Some(line) => at += line + 2,
+                    None if buffer.len() - at > MAX_HEAD_BYTES => {
+                        return Err(failed("reading body: trailers too large"));
+                    }
+                    None => match read_more(&mut stream, buffer).await {
+                        Ok(true) => {}
+                        Ok(false) => return Err(broke_off(None)),
+                        Err(e) => return Err(broke_off(Some(e))),
+                    },
+                }
+            }
+        }
+    };
+    // Bytes beyond the response would be read as the start of the next one.
+    let socket = (head.keep_alive && buffer.len() == end).then_some(stream);
     Ok((body, socket))
 }
 
@@ -360,6 +571,70 @@ mod tests {
         scrape_three_times(&scraper, &url).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 1);
         assert_eq!(scraper.idle_connections(), 1);
+    }
+
+    /// `body` as chunks of at most `size` bytes.
+    fn chunked(body: &str, size: usize) -> String {
+        let mut out = String::new();
+        for chunk in body.as_bytes().chunks(size) {
+            out.push_str(&format!("{:x}\r\n", chunk.len()));
+            out.push_str(std::str::from_utf8(chunk).unwrap());
+            out.push_str("\r\n");
+        }
+        out + "0\r\n\r\n"
+    }
+
+    fn exposition() -> String {
+        sidecar_exposition(&SidecarTraffic {
+            requests: vec![("2xx", 7)],
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn chunked_answers_are_read_whole_and_keep_the_connection() {
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{}",
+            chunked(&exposition(), 1000)
+        );
+        let (url, accepted) = raw_sidecar(response, false).await;
+        let scraper = Scraper::new(4, Duration::from_secs(5));
+        scrape_three_times(&scraper, &url).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn an_answer_without_a_length_is_read_to_the_close_and_not_kept() {
+        let response = format!("HTTP/1.1 200 OK\r\n\r\n{}", exposition());
+        let (url, accepted) = raw_sidecar(response, true).await;
+        let scraper = Scraper::new(4, Duration::from_secs(5));
+        scrape_three_times(&scraper, &url).await;
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        assert_eq!(scraper.idle_connections(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_breaks_off_is_an_error() {
+        let body = exposition();
+        let half = &body[..body.len() / 2];
+        let response = format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{half}",
+            body.len()
+        );
+        let (url, _) = raw_sidecar(response, true).await;
+        let scraper = Scraper::new(4, Duration::from_secs(5));
+        let failure = scraper.scrape(&url).await.unwrap_err();
+        assert_eq!(failure.outcome, ScrapeOutcome::Error, "{failure:?}");
+        let (url, _) = raw_sidecar(
+            format!(
+                "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n{}",
+                &chunked(&body, 1000)[..1500]
+            ),
+            true,
+        )
+        .await;
+        let failure = scraper.scrape(&url).await.unwrap_err();
+        assert_eq!(failure.outcome, ScrapeOutcome::Error, "{failure:?}");
     }
 
     #[tokio::test]

@@ -52,7 +52,8 @@ impl WorkloadTraffic {
                 *sum += count;
             }
         }
-        let quantile = |q| self.latency_quantile(q).unwrap_or(0.0);
+        let buckets = self.latency_buckets();
+        let quantile = |q| latency::quantile(&buckets, q).unwrap_or(0.0);
         self.summary = Some(TrafficSummary {
             requests_per_second,
             latency_p50_seconds: quantile(0.5),
@@ -76,15 +77,16 @@ impl WorkloadTraffic {
         self.latency_at = Some(at);
     }
 
-    fn latency_quantile(&self, q: f64) -> Option<f64> {
+    /// The merged histogram as `latency::quantile` reads it, built once per fold.
+    fn latency_buckets(&self) -> Vec<(f64, u64)> {
         // `latency::quantile` takes whole counts; scaling keeps decayed fractions meaningful.
-        let buckets: Vec<(f64, u64)> = latency::bucket_bounds()
-            .into_iter()
+        crate::reading::bucket_bounds()
+            .iter()
+            .copied()
             .chain([f64::INFINITY])
             .zip(&self.latency)
             .map(|(bound, count)| (bound, (count * 1000.0).round() as u64))
-            .collect();
-        latency::quantile(&buckets, q)
+            .collect()
     }
 }
 

@@ -1,6 +1,8 @@
 //! The pod as the webhook reads it: only the fields a decision looks at, borrowed from the
 //! request body where JSON allows (strings without escapes), read in the same pass as the
-//! review around it.
+//! review around it. The views are read with `sonic_rs` (its serde deserializer borrows strings
+//! without escapes as serde_json's does); `claims` is a `sonic_rs::LazyValue`, so a view with
+//! claims reads only through sonic-rs.
 //!
 //! Everything else in the pod is skipped unread, so a mistyped field the webhook never reads
 //! does not make the pod unreadable (the API server validates pods anyway); a mistyped field
@@ -12,7 +14,7 @@ use serde::{
     Deserialize, Deserializer,
     de::{MapAccess, Visitor},
 };
-use serde_json::value::RawValue;
+use sonic_rs::LazyValue;
 
 /// A string borrowed from the body when it has no escapes (serde's `Cow<str>` inside an
 /// `Option` or a map always copies).
@@ -286,9 +288,9 @@ impl<'de: 'a, 'a> Deserialize<'de> for IntOrStr<'a> {
 /// A container's `resources`: the quantities as written, and the claims kept verbatim.
 #[derive(Debug, Default, Deserialize)]
 pub struct ResourcesView<'a> {
-    /// `claims`, untouched.
+    /// `claims`, untouched (their JSON text as sent).
     #[serde(default, borrow)]
-    pub claims: Option<&'a RawValue>,
+    pub claims: Option<LazyValue<'a>>,
     /// `limits`.
     #[serde(default, borrow)]
     pub limits: Option<StrMap<'a>>,
@@ -371,7 +373,7 @@ mod tests {
                 "livenessProbe": {"tcpSocket": {"port": 80}},
                 "resources": {"claims": [{"name": "gpu"}], "requests": {"cpu": "1"}}}],
                 "unknown": {"anything": [1, 2]}}}"#;
-        let pod: PodView = serde_json::from_str(text).unwrap();
+        let pod: PodView = sonic_rs::from_str(text).unwrap();
         assert!(matches!(pod.metadata.name, Some(Str(Cow::Owned(ref n))) if n == "a\"b"));
         assert_eq!(pod.label("x"), Some("3"));
         let c = &pod.spec.as_ref().unwrap().containers[0];
@@ -397,7 +399,10 @@ mod tests {
             IntOrStr::Int(80)
         );
         let resources = c.resources.as_ref().unwrap();
-        assert_eq!(resources.claims.unwrap().get(), r#"[{"name": "gpu"}]"#);
+        assert_eq!(
+            resources.claims.as_ref().unwrap().as_raw_str(),
+            r#"[{"name": "gpu"}]"#
+        );
         assert_eq!(resources.requests.as_ref().unwrap().get("cpu"), Some("1"));
     }
 
@@ -410,7 +415,7 @@ mod tests {
             r#"{"metadata": {"labels": {"a": 1}}}"#,
             r#""a string""#,
         ] {
-            assert!(serde_json::from_str::<PodView>(text).is_err(), "{text}");
+            assert!(sonic_rs::from_str::<PodView>(text).is_err(), "{text}");
         }
     }
 }

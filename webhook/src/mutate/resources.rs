@@ -38,7 +38,11 @@ impl<'v> Resources<'v> {
                 .collect()
         };
         Resources {
-            claims: view.claims,
+            // Already JSON text, so it reads back as a raw value as it is.
+            claims: view
+                .claims
+                .as_ref()
+                .and_then(|c| serde_json::from_str::<&RawValue>(c.as_raw_str()).ok()),
             limits: view.limits.as_ref().map(map),
             requests: view.requests.as_ref().map(map),
         }

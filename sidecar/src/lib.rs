@@ -59,14 +59,16 @@ pub struct Sidecar {
     admin_listener: TcpListener,
     admin: Arc<Admin>,
     lifecycle: Lifecycle,
+    workers: Arc<Workers>,
 }
 
 impl Sidecar {
-    /// Binds the inbound listeners and the admin port.
+    /// Binds the inbound listeners and the admin port, and starts the worker threads.
     pub async fn bind(config: Config) -> Result<Self> {
         if config.ports.is_empty() {
             return Err(Error::Config("no ports to proxy".to_owned()));
         }
+        let workers = Arc::new(Workers::start(config.workers).map_err(Error::Workers)?);
         let mut registry = Registry::default();
         let metrics = Arc::new(Metrics::register(&mut registry, config.max_peers));
         let lifecycle = Lifecycle::default();
@@ -77,7 +79,7 @@ impl Sidecar {
             let listener = Listener {
                 port: Arc::new(PortMetrics::new(metrics.clone(), port)),
                 app: SocketAddr::new(config.app_addr, mapping.app),
-                pools: (0..config.workers).map(|_| Default::default()).collect(),
+                pools: (0..workers.len()).map(|_| Default::default()).collect(),
                 header_timeout: config.header_timeout,
                 x_forwarded_for: config.x_forwarded_for,
                 lifecycle: lifecycle.clone(),
@@ -96,6 +98,7 @@ impl Sidecar {
             admin_listener,
             admin,
             lifecycle,
+            workers,
         })
     }
 
@@ -121,6 +124,7 @@ impl Sidecar {
             admin_listener,
             admin,
             lifecycle,
+            workers,
         } = self;
         let admin_task = tokio::spawn(admin::serve(
             admin_listener,
@@ -128,7 +132,6 @@ impl Sidecar {
             lifecycle.clone(),
         ));
         let permits = Arc::new(Semaphore::new(config.max_connections));
-        let workers = Arc::new(Workers::start(config.workers).map_err(Error::Workers)?);
         for (tcp, listener) in inbound {
             let task = listener::accept_loop(tcp, listener, permits.clone(), workers.clone());
             lifecycle.tracker.spawn(task);

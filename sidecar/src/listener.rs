@@ -99,14 +99,19 @@ pub async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 // Handed over as a plain socket, to be registered with the worker's event loop.
-                let Ok(stream) = stream.into_std() else {
-                    continue;
+                let stream = match stream.into_std() {
+                    Ok(stream) => stream,
+                    Err(error) => {
+                        debug!(%error, %peer, "accepted connection lost before its hand-over");
+                        continue;
+                    }
                 };
                 let span = info_span!("conn", port = listener.port.port(), %peer);
                 let listener = listener.clone();
                 let task = async move {
-                    if let Ok(stream) = TcpStream::from_std(stream) {
-                        serve(stream, peer, listener, permit).await;
+                    match TcpStream::from_std(stream) {
+                        Ok(stream) => serve(stream, peer, listener, permit).await,
+                        Err(error) => debug!(%error, "connection not taken by its worker"),
                     }
                 };
                 workers.spawn(lifecycle.tracker.track_future(task.instrument(span)));

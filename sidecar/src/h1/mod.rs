@@ -56,7 +56,7 @@ use crate::{
     listener::{Client, Listener},
     metrics::{PortMetrics, ProtocolLabel, ProtocolMetrics},
     sensor::Sensor,
-    upstream::{self, Idle, UpstreamError},
+    upstream::{self, Idle, Pool, UpstreamError},
 };
 use framing::{FramingError, Method, Remaining, RequestHead};
 
@@ -88,6 +88,7 @@ pub async fn serve(
     let mut connection = Connection {
         client: &client,
         listener,
+        pool: listener.pool(),
         metrics,
         reader: Sensor::new(reader, traffic.clone()),
         writer: Sensor::new(writer, traffic),
@@ -148,6 +149,8 @@ enum Failure {
 struct Connection<'c> {
     client: &'c Client,
     listener: &'c Listener,
+    /// The idle app connections of the worker serving this connection (it never moves).
+    pool: &'c Pool,
     metrics: &'c ProtocolMetrics,
     reader: Sensor<ReadHalf<'c>>,
     writer: Sensor<WriteHalf<'c>>,
@@ -293,7 +296,7 @@ impl Connection<'_> {
                 keep_app,
             }) => {
                 if keep_app {
-                    self.listener.pool().put(Idle {
+                    self.pool.put(Idle {
                         stream: app,
                         buf: app_buf,
                     });
@@ -341,7 +344,7 @@ impl Connection<'_> {
     async fn checkout(&mut self) -> Result<(TcpStream, BytesMut, bool), UpstreamError> {
         let first = self.first.take();
         if first.is_none()
-            && let Some(Idle { stream, buf }) = self.listener.pool().take()
+            && let Some(Idle { stream, buf }) = self.pool.take()
         {
             return Ok((stream, buf, true));
         }

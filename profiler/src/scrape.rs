@@ -273,6 +273,23 @@ async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Res
     Ok(stream.read_buf(buffer).await? > 0)
 }
 
+/// Reads more of a body that has not ended yet: the stream ending (or failing) now breaks it off.
+async fn read_more_body(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Result<(), ExchangeError> {
+    match read_more(stream, buffer).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(broke_off(None)),
+        Err(e) => Err(broke_off(Some(e))),
+    }
+}
+
+/// A body the stream broke off (`None`: it closed) before its end.
+fn broke_off(e: Option<std::io::Error>) -> ExchangeError {
+    ExchangeError::Failed(match e {
+        Some(e) => format!("reading body: {e}"),
+        None => "reading body: connection closed before the message was complete".into(),
+    })
+}
+
 /// How the body of an answer is delimited.
 enum Framing {
     Length(usize),
@@ -400,12 +417,6 @@ async fn exchange(
     }
     let body_start = start + head.len;
     let too_long = || failed("reading body: length limit exceeded");
-    let broke_off = |e: Option<std::io::Error>| {
-        ExchangeError::Failed(match e {
-            Some(e) => format!("reading body: {e}"),
-            None => "reading body: connection closed before the message was complete".into(),
-        })
-    };
     let (body, end) = match head.framing {
         Framing::Length(length) => {
             if length > MAX_BODY_BYTES {
@@ -413,11 +424,7 @@ async fn exchange(
             }
             let end = body_start + length;
             while buffer.len() < end {
-                match read_more(&mut stream, buffer).await {
-                    Ok(true) => {}
-                    Ok(false) => return Err(broke_off(None)),
-                    Err(e) => return Err(broke_off(Some(e))),
-                }
+                read_more_body(&mut stream, buffer).await?;
             }
             (body_start..end, end)
         }
@@ -467,11 +474,7 @@ async fn exchange(
                     }
                     None => {}
                 }
-                match read_more(&mut stream, buffer).await {
-                    Ok(true) => {}
-                    Ok(false) => return Err(broke_off(None)),
-                    Err(e) => return Err(broke_off(Some(e))),
-                }
+                read_more_body(&mut stream, buffer).await?;
             }
             // Trailer fields, if any, then the empty line.
             loop {
@@ -481,11 +484,7 @@ async fn exchange(
                     None if buffer.len() - at > MAX_HEAD_BYTES => {
                         return Err(failed("reading body: trailers too large"));
                     }
-                    None => match read_more(&mut stream, buffer).await {
-                        Ok(true) => {}
-                        Ok(false) => return Err(broke_off(None)),
-                        Err(e) => return Err(broke_off(Some(e))),
-                    },
+                    None => read_more_body(&mut stream, buffer).await?,
                 }
             }
         }

@@ -14,6 +14,7 @@ use std::{
 use foldhash::{HashMap, HashMapExt};
 use futures::StreamExt;
 use snug_recommender::Usage;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::{
     Error,
@@ -376,17 +377,9 @@ async fn scrape_on_the_runtime(
     scraper: &Scraper,
     targets: Vec<ScrapeTarget>,
 ) -> Vec<(ScrapeTarget, Result<SidecarReading, ScrapeFailure>)> {
-    /// Aborts the task when dropped before it finished.
-    struct AbortOnDrop(tokio::task::AbortHandle);
-    impl Drop for AbortOnDrop {
-        fn drop(&mut self) {
-            self.0.abort();
-        }
-    }
     let scraper = scraper.clone();
     let task = tokio::spawn(async move { scraper.scrape_all(targets).await });
-    let _abort = AbortOnDrop(task.abort_handle());
-    match task.await {
+    match AbortOnDropHandle::new(task).await {
         Ok(results) => results,
         // A panic in a scrape is the cycle's panic, as when it ran inline.
         Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),

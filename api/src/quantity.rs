@@ -61,9 +61,9 @@ pub fn parse_quantity(quantity: &Quantity) -> Result<f64> {
 pub fn format_cpu(cores: f64) -> Quantity {
     let millis = (cores.max(0.0) * 1000.0 - 1e-6).ceil().max(0.0) as u64;
     if millis.is_multiple_of(1000) && millis > 0 {
-        Quantity(format!("{}", millis / 1000))
+        Quantity(with_suffix(millis / 1000, ""))
     } else {
-        Quantity(format!("{millis}m"))
+        Quantity(with_suffix(millis, "m"))
     }
 }
 
@@ -71,10 +71,21 @@ pub fn format_cpu(cores: f64) -> Quantity {
 pub fn format_memory(bytes: f64) -> Quantity {
     let mib = (bytes.max(0.0) / MIB - 1e-9).ceil().max(0.0) as u64;
     if mib.is_multiple_of(1024) && mib > 0 {
-        Quantity(format!("{}Gi", mib / 1024))
+        Quantity(with_suffix(mib / 1024, "Gi"))
     } else {
-        Quantity(format!("{mib}Mi"))
+        Quantity(with_suffix(mib, "Mi"))
     }
+}
+
+/// `number` followed by `suffix` (the webhook formats quantities on every admission: no
+/// formatting machinery).
+fn with_suffix(number: u64, suffix: &str) -> String {
+    let mut buffer = itoa::Buffer::new();
+    let digits = buffer.format(number);
+    let mut text = String::with_capacity(digits.len() + suffix.len());
+    text.push_str(digits);
+    text.push_str(suffix);
+    text
 }
 
 #[cfg(test)]

@@ -33,8 +33,17 @@ impl WorkloadRef {
     /// The name of this workload's `WorkloadProfile`: `<kind>-<name>`, lower-case kind, cut to
     /// the 253 characters a resource name may have.
     pub fn profile_name(&self) -> String {
-        let mut name = format!("{}-{}", self.kind.to_ascii_lowercase(), self.name);
-        name.truncate(253);
+        let mut name = String::with_capacity(self.kind.len() + 1 + self.name.len());
+        name.extend(self.kind.chars().map(|c| c.to_ascii_lowercase()));
+        name.push('-');
+        name.push_str(&self.name);
+        // At a character boundary: names are ASCII once validated, but a pod being admitted
+        // is not validated yet.
+        let cut = (0..=253.min(name.len()))
+            .rev()
+            .find(|&at| name.is_char_boundary(at))
+            .unwrap_or(0);
+        name.truncate(cut);
         name
     }
 
@@ -161,6 +170,22 @@ mod tests {
         let w = WorkloadRef::from_pod(&meta).unwrap();
         assert_eq!(w, WorkloadRef::new("apps/v1", "Deployment", "web"));
         assert_eq!(w.profile_name(), "deployment-web");
+    }
+
+    #[test]
+    fn profile_names_are_cut_to_253_bytes_at_a_character_boundary() {
+        let long = WorkloadRef::new("apps/v1", "StatefulSet", &"a".repeat(300));
+        let name = long.profile_name();
+        assert_eq!(name.len(), 253);
+        assert!(name.starts_with("statefulset-aaa"));
+        // Not yet validated when the webhook reads it: a name that is not ASCII must not
+        // make the cut panic.
+        let wide = WorkloadRef::new("apps/v1", "Deployment", &"é".repeat(200));
+        let name = wide.profile_name();
+        assert!(
+            name.len() <= 253 && name.starts_with("deployment-é"),
+            "{name}"
+        );
     }
 
     #[test]

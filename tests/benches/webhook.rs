@@ -3,10 +3,11 @@
 //! HTTPS keep-alive load of realistic AdmissionReviews against `snug-webhook` holding 10,000
 //! profiles (directory store), and in the same run against an "allow everything" axum+rustls
 //! handler. Each server runs in its own child process on a single-threaded runtime, so its RSS
-//! is its own. For each: p50/p99/max latency at a fixed 1,000 req/s (open loop: latency counts
-//! from when a request was due, so queueing shows), maximum req/s (closed loop), the share of
-//! one core the server used during the maximum phase, and RSS. Figures are printed; ratios to
-//! the baseline are the numbers to compare across machines.
+//! is its own. For each: p50/p99/max latency at a fixed 1,000 req/s (open loop, paced by a
+//! thread with the OS's sleep: latency counts from when a request was due, so queueing shows),
+//! maximum req/s (closed loop), the share of one core the server used during the maximum
+//! phase, and RSS. Figures are printed; ratios to the baseline are the numbers to compare
+//! across machines.
 //!
 //! Pinning: the targets are per core, so each server child (Snug and the baseline alike) is
 //! pinned to one core (`sched_setaffinity` through `core_affinity`, the first core the harness
@@ -363,19 +364,27 @@ async fn fixed_rate(
     }
     drop(done_tx);
     let total = rate * seconds;
-    let start = Instant::now();
     let period = Duration::from_secs_f64(1.0 / rate as f64);
-    for i in 0..total {
-        let due = start + period * i as u32;
-        tokio::time::sleep_until(due.into()).await;
-        let _ =
-            queues[i as usize % connections].send((due, bodies[i as usize % bodies.len()].clone()));
-    }
-    drop(queues);
+    // Paced by a thread of its own with the OS's fine-grained sleep: tokio's timer ticks in
+    // whole milliseconds, which would make every request up to 1 ms late and bury the
+    // servers' own latency (tens of microseconds) under the pacer's.
+    let bodies = bodies.to_vec();
+    let pacer = std::thread::spawn(move || {
+        let start = Instant::now();
+        for i in 0..total {
+            let due = start + period * i as u32;
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let body = bodies[i as usize % bodies.len()].clone();
+            let _ = queues[i as usize % connections].send((due, body));
+        }
+    });
     let mut latencies = Vec::with_capacity(total as usize);
     while let Some(l) = done_rx.recv().await {
         latencies.push(l);
     }
+    pacer.join().unwrap();
     latencies.sort();
     latencies
 }

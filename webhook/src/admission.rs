@@ -169,11 +169,13 @@ impl Admission {
         // The common case in one borrowed pass over the body, the pod included, read with
         // sonic-rs (SIMD string scanning and skipping of unread values); anything unusual
         // takes the slow path, which says precisely what is wrong (serde_json's messages).
-        if let Ok(ReviewView {
-            api_version,
-            kind,
-            request: Some(r),
-        }) = sonic_rs::from_slice::<ReviewView>(body)
+        // UTF-8 is checked once, by the standard library, rather than per string by the reader.
+        if let Ok(text) = std::str::from_utf8(body)
+            && let Ok(ReviewView {
+                api_version,
+                kind,
+                request: Some(r),
+            }) = sonic_rs::from_str::<ReviewView>(text)
         {
             let request = Request {
                 api_version,
@@ -279,8 +281,7 @@ impl Admission {
         // A bug must not cost anyone their pod: a panic while deciding allows it unchanged.
         let decided = std::panic::catch_unwind(AssertUnwindSafe(|| self.patch_for(namespace, pod)));
         match decided {
-            Ok(Ok((patch, warnings, outcome))) => (Answer { warnings, patch }, outcome),
-            Ok(Err(outcome)) => (Answer::allow(), outcome),
+            Ok((patch, warnings, outcome)) => (Answer { warnings, patch }, outcome),
             Err(_) => {
                 self.metrics.warning("internal");
                 tracing::error!(uid = %request.uid, "panic while deciding; pod allowed unchanged");
@@ -294,17 +295,14 @@ impl Admission {
         &self,
         namespace: &str,
         pod: &PodView<'_>,
-    ) -> Result<(Option<String>, Vec<String>, Outcome), Outcome> {
+    ) -> (Option<String>, Vec<String>, Outcome) {
         let inputs = Inputs {
             config: &self.config,
             native_sidecars: self.native_sidecars,
             profiles: self.profiles.as_ref(),
             namespaces: self.namespaces.as_ref(),
         };
-        let decision = mutate::decide(inputs, namespace, pod).map_err(|e| {
-            tracing::error!(error = %e, "patch value did not serialize");
-            Outcome::Error
-        })?;
+        let decision = mutate::decide(inputs, namespace, pod);
         match decision {
             Decision::Leave {
                 skipped,
@@ -317,7 +315,7 @@ impl Admission {
                 } else {
                     Outcome::Unchanged
                 };
-                Ok((None, warnings, outcome))
+                (None, warnings, outcome)
             }
             Decision::Change(change) => {
                 self.metrics.ports_not_intercepted(change.not_intercepted);
@@ -329,7 +327,7 @@ impl Admission {
                 } else {
                     Outcome::Unchanged
                 };
-                Ok((patch, warnings, outcome))
+                (patch, warnings, outcome)
             }
         }
     }

@@ -7,8 +7,6 @@
 //! are gathered until [`PodPatch::finish`], so a pod without annotations gets one `add` of the
 //! whole map rather than one per key.
 
-use std::fmt::Write as _;
-
 use crate::view::StrMap;
 
 /// The operations that turn the pod as sent into the pod as changed.
@@ -50,7 +48,9 @@ impl<'p> MapEdits<'p> {
         if self.original.is_none() {
             self.set.sort_by(|a, b| a.0.cmp(b.0));
             separate(out);
-            write!(out, r#"{{"op":"add","path":"/metadata/{field}","value":{{"#).ok();
+            out.push_str(r#"{"op":"add","path":"/metadata/"#);
+            out.push_str(field);
+            out.push_str(r#"","value":{"#);
             for (i, (key, value)) in self.set.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
@@ -64,7 +64,9 @@ impl<'p> MapEdits<'p> {
         }
         for (key, value) in &self.set {
             separate(out);
-            write!(out, r#"{{"op":"add","path":"/metadata/{field}/"#).ok();
+            out.push_str(r#"{"op":"add","path":"/metadata/"#);
+            out.push_str(field);
+            out.push('/');
             push_token(out, key);
             out.push_str(r#"","value":"#);
             push_str(out, value);
@@ -84,76 +86,111 @@ fn separate(out: &mut String) {
 pub fn push_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
-    // Most strings need no escape: check 16 bytes at a time (a loop without an early exit,
-    // which the compiler vectorizes) and copy clean stretches whole.
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    let mut clean = 0;
-    while start < bytes.len() {
-        let chunks = bytes[clean..].chunks_exact(16);
-        let mut dirty = None;
-        for (n, chunk) in chunks.enumerate() {
-            if chunk.iter().fold(false, |any, &b| any | needs_escape(b)) {
-                dirty = Some(clean + n * 16);
-                break;
-            }
-        }
-        let from = match dirty {
-            Some(at) => at,
-            None => clean + (bytes.len() - clean) / 16 * 16,
-        };
-        // Byte by byte from the first chunk that needs it (or the tail under 16 bytes) to
-        // the end of that chunk.
-        let to = if dirty.is_some() {
-            from + 16
-        } else {
-            bytes.len()
-        };
-        for (i, &b) in bytes[from..to].iter().enumerate() {
-            let escape = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0..=0x1f => "",
-                _ => continue,
-            };
-            let at = from + i;
-            out.push_str(&s[start..at]);
-            if escape.is_empty() {
-                write!(out, "\\u{b:04x}").ok();
-            } else {
-                out.push_str(escape);
-            }
-            start = at + 1;
-        }
-        clean = to;
-        if to == bytes.len() {
-            break;
-        }
+    if s.bytes().all(|b| ESCAPE[usize::from(b)] == 0) {
+        // The common case (names, quantities, images): one copy.
+        out.push_str(s);
+    } else {
+        push_escaped(out, s);
     }
-    out.push_str(&s[start..]);
     out.push('"');
 }
 
-/// Whether JSON needs `b` escaped in a string.
-fn needs_escape(b: u8) -> bool {
-    b < 0x20 || b == b'"' || b == b'\\'
+/// `s` escaped for the inside of a JSON string (without the quotes).
+fn push_escaped(out: &mut String, s: &str) {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (at, &b) in bytes.iter().enumerate() {
+        let escape = ESCAPE[usize::from(b)];
+        if escape == 0 {
+            continue;
+        }
+        out.push_str(&s[start..at]);
+        match escape {
+            b'u' => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.push_str("\\u00");
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+            short => {
+                out.push('\\');
+                out.push(char::from(short));
+            }
+        }
+        start = at + 1;
+    }
+    out.push_str(&s[start..]);
 }
+
+/// For each byte, the letter of its short escape (`"` → `"`, newline → `n`...), `u` for
+/// `\u00XX`, or 0 if it needs none: the table serde_json uses.
+const ESCAPE: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = b'u';
+        b += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
 
 /// `token` as one reference token of a JSON pointer (`~` → `~0`, `/` → `~1`), inside a JSON
 /// string whose quotes the caller writes.
 fn push_token(out: &mut String, token: &str) {
-    let escaped = token.replace('~', "~0").replace('/', "~1");
-    let quoted = {
-        let mut q = String::with_capacity(escaped.len() + 2);
-        push_str(&mut q, &escaped);
-        q
+    let mut start = 0;
+    for (at, b) in token.bytes().enumerate() {
+        let replacement = match b {
+            b'~' => "~0",
+            b'/' => "~1",
+            _ => continue,
+        };
+        push_escaped(out, &token[start..at]);
+        out.push_str(replacement);
+        start = at + 1;
+    }
+    push_escaped(out, &token[start..]);
+}
+
+/// One piece of a JSON pointer written by the webhook: literal text (whose tokens need no
+/// escaping) or an array index. [`path!`](crate::path) makes a list of them.
+#[derive(Debug, Clone, Copy)]
+pub enum Seg<'a> {
+    /// Literal text.
+    Text(&'a str),
+    /// An array index.
+    Index(usize),
+}
+
+impl<'a> From<&'a str> for Seg<'a> {
+    fn from(text: &'a str) -> Self {
+        Seg::Text(text)
+    }
+}
+
+impl From<usize> for Seg<'_> {
+    fn from(index: usize) -> Self {
+        Seg::Index(index)
+    }
+}
+
+/// A JSON pointer from literal pieces and indexes: `path!["/spec/containers/", 0, "/name"]`.
+#[macro_export]
+macro_rules! path {
+    ($($seg:expr),+ $(,)?) => {
+        &[$($crate::patch::Seg::from($seg)),+]
     };
-    out.push_str(&quoted[1..quoted.len() - 1]);
+}
+
+/// Writes a number without the formatting machinery.
+pub fn push_int(out: &mut String, n: impl itoa::Integer) {
+    out.push_str(itoa::Buffer::new().format(n));
 }
 
 impl<'p> PodPatch<'p> {
@@ -185,39 +222,40 @@ impl<'p> PodPatch<'p> {
     /// Records `add` of the JSON `value` at `path` (which creates or replaces an object
     /// member and inserts into an array, `-` appending). `path` is written as given: its
     /// tokens must need no escaping.
-    pub fn add_json(&mut self, path: std::fmt::Arguments<'_>, value: &str) {
+    pub fn add_json(&mut self, path: &[Seg<'_>], value: &str) {
         self.op("add", path, value);
     }
 
     /// Records `replace` of the existing member at `path` with the string `value`.
-    pub fn replace_str(&mut self, path: std::fmt::Arguments<'_>, value: &str) {
+    pub fn replace_str(&mut self, path: &[Seg<'_>], value: &str) {
         self.start_op("replace", path);
         push_str(&mut self.ops, value);
         self.ops.push('}');
     }
 
     /// Records `replace` of the existing member at `path` with the number `value`.
-    pub fn replace_int(&mut self, path: std::fmt::Arguments<'_>, value: i64) {
+    pub fn replace_int(&mut self, path: &[Seg<'_>], value: i64) {
         self.start_op("replace", path);
-        write!(self.ops, "{value}}}").ok();
+        push_int(&mut self.ops, value);
+        self.ops.push('}');
     }
 
-    fn op(&mut self, op: &str, path: std::fmt::Arguments<'_>, value: &str) {
+    fn op(&mut self, op: &str, path: &[Seg<'_>], value: &str) {
         self.start_op(op, path);
         self.ops.push_str(value);
         self.ops.push('}');
     }
 
     /// Writes an operation up to its value.
-    fn start_op(&mut self, op: &str, path: std::fmt::Arguments<'_>) {
+    fn start_op(&mut self, op: &str, path: &[Seg<'_>]) {
         separate(&mut self.ops);
         self.ops.push_str(r#"{"op":""#);
         self.ops.push_str(op);
         self.ops.push_str(r#"","path":""#);
-        match path.as_str() {
-            Some(literal) => self.ops.push_str(literal),
-            None => {
-                self.ops.write_fmt(path).ok();
+        for seg in path {
+            match *seg {
+                Seg::Text(text) => self.ops.push_str(text),
+                Seg::Index(index) => push_int(&mut self.ops, index),
             }
         }
         self.ops.push_str(r#"","value":"#);
@@ -260,11 +298,11 @@ mod tests {
         patch.set_annotation("x/y~z", "1".into());
         patch.set_annotation("second", "quote \" and\nnewline".into());
         patch.replace_str(
-            format_args!("/spec/containers/{}/ports/{}/name", 0, 0),
+            crate::path!["/spec/containers/", 0, "/ports/", 0, "/name"],
             "snug-app-http",
         );
-        patch.add_json(format_args!("/spec/initContainers"), r#"[{"name":"s"}]"#);
-        patch.add_json(format_args!("/spec/containers/-"), r#"{"name":"c"}"#);
+        patch.add_json(crate::path!["/spec/initContainers"], r#"[{"name":"s"}]"#);
+        patch.add_json(crate::path!["/spec/containers/-"], r#"{"name":"c"}"#);
         let text = patch.finish().unwrap();
         let patch: json_patch::Patch = serde_json::from_str(&text).unwrap();
         let mut doc = json!({

@@ -6,7 +6,7 @@ mod ports;
 mod resources;
 mod sidecar;
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use snug_api::{
     Mode, OwnerParts, WorkloadProfile, WorkloadRef, keys, ports::SIDECAR_CONTAINER_NAME,
@@ -14,13 +14,13 @@ use snug_api::{
 
 use crate::{
     config::InjectConfig,
-    patch::PodPatch,
+    patch::{PodPatch, push_str},
     store::{NamespaceStore, ProfileStore},
     view::PodView,
 };
 
 pub use ports::unique_name;
-pub use resources::{Bounds, Range, Resources, plan};
+pub use resources::{Amounts, Bounds, Range, Resources, plan};
 
 /// Sidecars of service meshes and similar proxies: never renamed, resized or intercepted.
 pub const MESH_SIDECARS: [&str; 8] = [
@@ -77,19 +77,13 @@ pub struct Change {
 }
 
 /// Decides what to do with `pod`, created in `namespace`, and writes the patch if it is to
-/// change. Fails only if a value of the patch does not serialize to JSON.
-pub fn decide(
-    inputs: Inputs<'_>,
-    namespace: &str,
-    pod: &PodView<'_>,
-) -> Result<Decision, serde_json::Error> {
+/// change.
+pub fn decide(inputs: Inputs<'_>, namespace: &str, pod: &PodView<'_>) -> Decision {
     let mut warnings = Vec::new();
-    let leave = |skipped, reason, warnings| {
-        Ok(Decision::Leave {
-            skipped,
-            reason,
-            warnings,
-        })
+    let leave = |skipped, reason, warnings| Decision::Leave {
+        skipped,
+        reason,
+        warnings,
     };
     if inputs.config.is_excluded(namespace) {
         return leave(true, "namespace excluded", warnings);
@@ -132,13 +126,13 @@ pub fn decide(
             .map(|b| format!("snug: ignoring bound {b}")),
     );
     if let Some(profile) = &profile {
-        size(pod, &mut patch, profile, mode, &bounds)?;
+        size(pod, &mut patch, profile, mode, &bounds);
     }
-    Ok(Decision::Change(Box::new(Change {
+    Decision::Change(Box::new(Change {
         patch: patch.finish(),
         not_intercepted,
         warnings,
-    })))
+    }))
 }
 
 fn opted_out(pod: &PodView<'_>) -> bool {
@@ -267,7 +261,7 @@ fn inject(
                 (true, false) => "/spec/initContainers/-",
                 (false, _) => "/spec/containers/-",
             };
-            patch.add_json(format_args!("{path}"), &container);
+            patch.add_json(crate::path![path], &container);
             patch.set_label(keys::INJECTED, "true".into());
         }
     }
@@ -288,13 +282,15 @@ fn size(
     profile: &WorkloadProfile,
     mode: Mode,
     bounds: &Bounds,
-) -> Result<(), serde_json::Error> {
+) {
     let Some(spec) = pod.spec.as_ref() else {
-        return Ok(());
+        return;
     };
-    let mut planned: BTreeMap<&str, Resources<'_>> = BTreeMap::new();
-    let mut originals: BTreeMap<&str, Resources<'_>> = BTreeMap::new();
+    // By container name, in name order (as a JSON map is written): a pod has a few.
+    let mut planned: Vec<(&str, Resources<'_>)> = Vec::new();
+    let mut originals: Vec<(&str, Resources<'_>)> = Vec::new();
     let apply = mode == Mode::Apply && profile.is_confident();
+    let mut json = String::with_capacity(256);
     for index in app_containers(pod) {
         let Some(container) = spec.containers.get(index) else {
             continue;
@@ -307,37 +303,54 @@ fn size(
             continue;
         };
         if apply {
+            json.clear();
+            resources.write_json(&mut json);
             patch.add_json(
-                format_args!("/spec/containers/{index}/resources"),
-                &serde_json::to_string(&resources)?,
+                crate::path!["/spec/containers/", index, "/resources"],
+                &json,
             );
-            originals.insert(
-                &container.name,
-                original.map(Resources::of).unwrap_or_default(),
-            );
+            let original = original.map(Resources::of).unwrap_or_default();
+            set_sorted(&mut originals, &container.name, original);
         }
-        planned.insert(&container.name, resources);
+        set_sorted(&mut planned, &container.name, resources);
     }
-    let profile_ref = format!(
-        "{}/{}@{}",
-        profile.metadata.namespace.as_deref().unwrap_or_default(),
-        profile.metadata.name.as_deref().unwrap_or_default(),
-        profile
-            .metadata
-            .resource_version
-            .as_deref()
-            .unwrap_or_default()
-    );
-    patch.set_annotation(keys::PROFILE, profile_ref);
+    let meta = &profile.metadata;
+    let parts = [
+        meta.namespace.as_deref().unwrap_or_default(),
+        "/",
+        meta.name.as_deref().unwrap_or_default(),
+        "@",
+        meta.resource_version.as_deref().unwrap_or_default(),
+    ];
+    patch.set_annotation(keys::PROFILE, parts.concat());
     let (key, value) = if apply {
         (keys::ORIGINAL_RESOURCES, &originals)
     } else {
         (keys::RECOMMENDATION, &planned)
     };
     if !value.is_empty() {
-        patch.set_annotation(key, serde_json::to_string(value)?);
+        json.clear();
+        json.push('{');
+        for (i, (name, resources)) in value.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            push_str(&mut json, name);
+            json.push(':');
+            resources.write_json(&mut json);
+        }
+        json.push('}');
+        patch.set_annotation(key, json);
     }
-    Ok(())
+}
+
+/// Sets `name`'s entry of a list kept in name order (a later entry of a name replaces the
+/// earlier, as in a map).
+fn set_sorted<'v>(list: &mut Vec<(&'v str, Resources<'v>)>, name: &'v str, value: Resources<'v>) {
+    match list.binary_search_by(|(n, _)| (*n).cmp(name)) {
+        Ok(at) => list[at].1 = value,
+        Err(at) => list.insert(at, (name, value)),
+    }
 }
 
 #[cfg(test)]

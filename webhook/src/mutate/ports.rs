@@ -82,7 +82,7 @@ pub fn take_over(
             };
             let new_name = unique_name(name, |n| names.iter().any(|m| m == n));
             patch.replace_str(
-                format_args!("/spec/containers/{index}/ports/{port_index}/name"),
+                crate::path!["/spec/containers/", index, "/ports/", port_index, "/name"],
                 &new_name,
             );
             names.push(Cow::Owned(new_name));
@@ -110,24 +110,28 @@ fn free_listen_port(next: &mut u16, used: &[i32]) -> Option<u16> {
 /// `snug-app-<name>`, cut to 15 characters without a trailing hyphen, made unique with a digit
 /// suffix when the cut collides with a name already in the pod.
 pub fn unique_name(original: &str, taken: impl Fn(&str) -> bool) -> String {
-    let full = format!("{RENAMED_PORT_PREFIX}{original}");
+    let full = [RENAMED_PORT_PREFIX, original].concat();
     let base = trim_name(&full, MAX_PORT_NAME);
-    if !taken(&base) {
-        return base;
+    if !taken(base) {
+        return base.to_owned();
     }
     (2u32..)
         .map(|n| {
             let suffix = n.to_string();
-            format!("{}{suffix}", trim_name(&full, MAX_PORT_NAME - suffix.len()))
+            [trim_name(&full, MAX_PORT_NAME - suffix.len()), &suffix].concat()
         })
         .find(|candidate| !taken(candidate))
-        .unwrap_or(base) // unreachable: the range is unbounded and `taken` is finite
+        .unwrap_or_else(|| base.to_owned()) // unreachable: the range is unbounded
 }
 
-fn trim_name(name: &str, max: usize) -> String {
-    // Port names are ASCII (IANA service names), so byte truncation is safe; guard anyway.
-    let cut: String = name.chars().take(max).collect();
-    cut.trim_end_matches('-').to_owned()
+/// The first `max` characters of `name`, without trailing hyphens.
+fn trim_name(name: &str, max: usize) -> &str {
+    // Port names are ASCII (IANA service names) once validated; cut at a character anyway.
+    let cut = name
+        .char_indices()
+        .nth(max)
+        .map_or(name.len(), |(at, _)| at);
+    name[..cut].trim_end_matches('-')
 }
 
 /// Probes and lifecycle hooks of `container` (at `index` in `spec.containers`) that name a
@@ -152,7 +156,7 @@ fn rewrite_named_references(
                 && let Some(&(_, number)) = renamed.iter().find(|(n, _)| *name == **n)
             {
                 patch.replace_int(
-                    format_args!("/spec/containers/{index}/{field}/{action}/port"),
+                    crate::path!["/spec/containers/", index, "/", field, "/", action, "/port"],
                     i64::from(number),
                 );
             }

@@ -2,50 +2,114 @@
 //! when the profile gives no limit, clamped to the pod's `snug.dev/min-*`/`max-*` bounds and
 //! the namespace's LimitRange maximums.
 
-use std::{borrow::Cow, collections::BTreeMap};
+use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde::Serialize;
 use serde_json::value::RawValue;
 use snug_api::{ContainerRecommendation, keys, quantity};
 
 use crate::{
+    patch::push_str,
     store::LimitMax,
     view::{ResourcesView, StrMap},
 };
 
 /// A container's `resources` as the webhook writes them: quantities by resource name, the
 /// claims kept verbatim.
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, PartialEq)]
 pub struct Resources<'v> {
-    /// `claims`, as sent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub claims: Option<&'v RawValue>,
+    /// `claims`, as sent (JSON text).
+    pub claims: Option<&'v str>,
     /// `limits`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub limits: Option<BTreeMap<&'v str, Cow<'v, str>>>,
+    pub limits: Option<Amounts<'v>>,
     /// `requests`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub requests: Option<BTreeMap<&'v str, Cow<'v, str>>>,
+    pub requests: Option<Amounts<'v>>,
+}
+
+/// Quantities by resource name, kept in name order (the order a JSON object of them is
+/// written in, as serde_json writes a map). A container has two or three: a sorted list.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Amounts<'v>(Vec<(&'v str, Cow<'v, str>)>);
+
+impl<'v> Amounts<'v> {
+    /// The quantity of `name`.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(n, _)| *n == name).map(|(_, q)| &**q)
+    }
+
+    /// Sets the quantity of `name`.
+    pub fn set(&mut self, name: &'v str, quantity: Cow<'v, str>) {
+        match self.0.binary_search_by(|(n, _)| (*n).cmp(name)) {
+            Ok(at) => self.0[at].1 = quantity,
+            Err(at) => self.0.insert(at, (name, quantity)),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn of(map: &'v StrMap<'_>) -> Self {
+        let mut amounts = Amounts(Vec::with_capacity(map.0.len()));
+        for (name, quantity) in &map.0 {
+            amounts.set(name, Cow::Borrowed(quantity));
+        }
+        amounts
+    }
+
+    fn write_json(&self, out: &mut String) {
+        out.push('{');
+        for (i, (name, quantity)) in self.0.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            push_str(out, name);
+            out.push(':');
+            push_str(out, quantity);
+        }
+        out.push('}');
+    }
 }
 
 impl<'v> Resources<'v> {
     /// The resources as sent.
     pub fn of(view: &'v ResourcesView<'_>) -> Self {
-        let map = |m: &'v StrMap<'_>| -> BTreeMap<&'v str, Cow<'v, str>> {
-            m.0.iter()
-                .map(|(k, v)| (&**k, Cow::Borrowed(&**v)))
-                .collect()
-        };
         Resources {
-            // Already JSON text, so it reads back as a raw value as it is.
+            // Already JSON text (and checked to be JSON), so it is written back as it is.
             claims: view
                 .claims
                 .as_ref()
-                .and_then(|c| serde_json::from_str::<&RawValue>(c.as_raw_str()).ok()),
-            limits: view.limits.as_ref().map(map),
-            requests: view.requests.as_ref().map(map),
+                .and_then(|c| serde_json::from_str::<&RawValue>(c.as_raw_str()).ok())
+                .map(RawValue::get),
+            limits: view.limits.as_ref().map(Amounts::of),
+            requests: view.requests.as_ref().map(Amounts::of),
         }
+    }
+
+    /// Writes the resources as a JSON object (members in name order, none for what is unset).
+    pub fn write_json(&self, out: &mut String) {
+        out.push('{');
+        let mut first = true;
+        let mut member = |out: &mut String, name: &str| {
+            if !std::mem::take(&mut first) {
+                out.push(',');
+            }
+            push_str(out, name);
+            out.push(':');
+        };
+        if let Some(claims) = self.claims {
+            member(out, "claims");
+            out.push_str(claims);
+        }
+        if let Some(limits) = &self.limits {
+            member(out, "limits");
+            limits.write_json(out);
+        }
+        if let Some(requests) = &self.requests {
+            member(out, "requests");
+            requests.write_json(out);
+        }
+        out.push('}');
     }
 }
 
@@ -170,7 +234,7 @@ pub fn plan<'v>(
                 old_limit.map(|l| request * l / old_request.unwrap_or(l).max(f64::MIN_POSITIVE))
             }
         };
-        requests.insert(name, Cow::Owned(written(request, range, format).0));
+        requests.set(name, Cow::Owned(written(request, range, format).0));
         if let Some(limit) = limit {
             let limit = clamp(
                 limit,
@@ -180,7 +244,7 @@ pub fn plan<'v>(
                 },
             )
             .max(request);
-            limits.insert(name, Cow::Owned(written(limit, range, format).0));
+            limits.set(name, Cow::Owned(written(limit, range, format).0));
         }
         changed = true;
     }
@@ -191,7 +255,7 @@ pub fn plan<'v>(
     })
 }
 
-fn original_value(map: Option<&BTreeMap<&str, Cow<'_, str>>>, name: &str) -> Option<f64> {
+fn original_value(map: Option<&Amounts<'_>>, name: &str) -> Option<f64> {
     map?.get(name)
         .and_then(|q| quantity::parse(q).ok())
         .filter(|v| *v > 0.0)
@@ -247,8 +311,8 @@ mod tests {
         }
     }
 
-    fn get<'a>(map: &'a Option<BTreeMap<&str, Cow<'_, str>>>, key: &str) -> &'a str {
-        &map.as_ref().unwrap()[key]
+    fn get<'a>(map: &'a Option<Amounts<'_>>, key: &str) -> &'a str {
+        map.as_ref().unwrap().get(key).unwrap()
     }
 
     fn rec(cpu: &str, memory: &str) -> ContainerRecommendation {

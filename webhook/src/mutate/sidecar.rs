@@ -3,11 +3,14 @@
 use std::{fmt::Write as _, sync::OnceLock};
 
 use snug_api::{
-    PortMap, PortMapping, WorkloadProfile,
+    PortMapping, WorkloadProfile,
     ports::{self, ADMIN_PORT, ADMIN_PORT_NAME, SIDECAR_CONTAINER_NAME, SIDECAR_UID},
 };
 
-use crate::{config::InjectConfig, patch::push_str};
+use crate::{
+    config::InjectConfig,
+    patch::{push_int, push_str},
+};
 
 /// Writes the sidecar as a JSON object: one port per taken-over name, the admin port, a
 /// hardened security context (non-root with an explicit uid, so a pod-level `runAsUser: 0`
@@ -20,10 +23,19 @@ pub fn write_sidecar(
     native: bool,
 ) {
     let fixed = Fixed::get();
-    let map = PortMap(taken.iter().map(|(_, m)| *m).collect());
     out.push_str(r#"{"env":[{"name":"#);
     push_str(out, ports::ENV_PORTS);
-    write!(out, r#","value":"{map}"}},"#).ok();
+    // The port map as `PortMap` writes it (`listen:app,...`), without the formatter.
+    out.push_str(r#","value":""#);
+    for (i, (_, m)) in taken.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_int(out, m.listen);
+        out.push(':');
+        push_int(out, m.app);
+    }
+    out.push_str(r#""},"#);
     out.push_str(&fixed.admin_env);
     out.push_str(r#"],"image":"#);
     push_str(out, &config.sidecar_image);
@@ -90,7 +102,9 @@ impl Fixed {
 }
 
 fn tcp_port(out: &mut String, name: &str, port: u16) {
-    write!(out, r#"{{"containerPort":{port},"name":"#).ok();
+    out.push_str(r#"{"containerPort":"#);
+    push_int(out, port);
+    out.push_str(r#","name":"#);
     push_str(out, name);
     out.push_str(r#","protocol":"TCP"}"#);
 }

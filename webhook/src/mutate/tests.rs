@@ -70,7 +70,7 @@ impl World {
         };
         let text = serde_json::to_string(pod).unwrap();
         let view: PodView = serde_json::from_str(&text).unwrap();
-        decide(inputs, namespace, &view).unwrap()
+        decide(inputs, namespace, &view)
     }
 
     /// The change: the pod as sent with the patch applied (which must give a valid Pod).

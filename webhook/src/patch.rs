@@ -24,17 +24,55 @@ struct MapEdits<'p> {
     /// The map in the pod as sent (without it, the whole map is added at the end).
     original: Option<&'p StrMap<'p>>,
     /// Keys set, in the order first set, with their last value.
-    set: Vec<(&'static str, String)>,
+    set: Vec<(&'static str, Text)>,
+}
+
+/// A value to write as a JSON string.
+#[derive(Debug, PartialEq)]
+enum Text {
+    /// The value itself, escaped when written.
+    Plain(String),
+    /// The value already escaped for the inside of a JSON string.
+    Escaped(String),
+}
+
+impl Text {
+    /// Whether this is `value`, as the pod has it.
+    fn is(&self, value: &str) -> bool {
+        match self {
+            Text::Plain(text) => text == value,
+            Text::Escaped(escaped) => {
+                let mut original = String::with_capacity(escaped.len());
+                push_escaped(&mut original, value);
+                original == *escaped
+            }
+        }
+    }
+
+    fn write(&self, out: &mut String) {
+        match self {
+            Text::Plain(text) => push_str(out, text),
+            Text::Escaped(escaped) => {
+                out.push('"');
+                out.push_str(escaped);
+                out.push('"');
+            }
+        }
+    }
 }
 
 impl<'p> MapEdits<'p> {
     /// Sets `key`, remembering it if that changes anything.
-    fn set(&mut self, key: &'static str, value: String) {
+    fn set(&mut self, key: &'static str, value: Text) {
         if let Some(entry) = self.set.iter_mut().find(|(k, _)| *k == key) {
             entry.1 = value;
             return;
         }
-        if self.original.and_then(|m| m.get(key)) == Some(value.as_str()) {
+        if self
+            .original
+            .and_then(|m| m.get(key))
+            .is_some_and(|original| value.is(original))
+        {
             return;
         }
         self.set.push((key, value));
@@ -57,7 +95,7 @@ impl<'p> MapEdits<'p> {
                 }
                 push_str(out, key);
                 out.push(':');
-                push_str(out, value);
+                value.write(out);
             }
             out.push_str("}}");
             return;
@@ -69,7 +107,7 @@ impl<'p> MapEdits<'p> {
             out.push('/');
             push_token(out, key);
             out.push_str(r#"","value":"#);
-            push_str(out, value);
+            value.write(out);
             out.push('}');
         }
     }
@@ -95,8 +133,35 @@ pub fn push_str(out: &mut String, s: &str) {
     out.push('"');
 }
 
+/// Where a JSON text is written: as itself, or inside a JSON string (an annotation whose value
+/// is JSON, inside the patch), where its quotes and backslashes are escaped once more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nesting {
+    /// As itself.
+    Top,
+    /// As the contents of a JSON string.
+    InString,
+}
+
+/// `s` as a JSON string, written for `nesting`: in a string, `"a"` is `\"a\"`.
+pub fn push_str_in(out: &mut String, s: &str, nesting: Nesting) {
+    match nesting {
+        Nesting::Top => push_str(out, s),
+        Nesting::InString if s.bytes().all(|b| ESCAPE[usize::from(b)] == 0) => {
+            out.push_str("\\\"");
+            out.push_str(s);
+            out.push_str("\\\"");
+        }
+        Nesting::InString => {
+            let mut json = String::with_capacity(s.len() + 8);
+            push_str(&mut json, s);
+            push_escaped(out, &json);
+        }
+    }
+}
+
 /// `s` escaped for the inside of a JSON string (without the quotes).
-fn push_escaped(out: &mut String, s: &str) {
+pub fn push_escaped(out: &mut String, s: &str) {
     let bytes = s.as_bytes();
     let mut start = 0;
     for (at, &b) in bytes.iter().enumerate() {
@@ -211,12 +276,18 @@ impl<'p> PodPatch<'p> {
 
     /// Sets a label on the pod.
     pub fn set_label(&mut self, key: &'static str, value: String) {
-        self.labels.set(key, value);
+        self.labels.set(key, Text::Plain(value));
     }
 
     /// Sets an annotation on the pod.
     pub fn set_annotation(&mut self, key: &'static str, value: String) {
-        self.annotations.set(key, value);
+        self.annotations.set(key, Text::Plain(value));
+    }
+
+    /// Sets an annotation on the pod to a value given already escaped for the inside of a
+    /// JSON string (JSON text written with [`Nesting::InString`]).
+    pub fn set_annotation_escaped(&mut self, key: &'static str, escaped: String) {
+        self.annotations.set(key, Text::Escaped(escaped));
     }
 
     /// Records `add` of the JSON `value` at `path` (which creates or replaces an object
@@ -224,6 +295,14 @@ impl<'p> PodPatch<'p> {
     /// tokens must need no escaping.
     pub fn add_json(&mut self, path: &[Seg<'_>], value: &str) {
         self.op("add", path, value);
+    }
+
+    /// Records `add` at `path` (as [`PodPatch::add_json`]) of the JSON value `write` writes
+    /// straight into the patch.
+    pub fn add_json_with(&mut self, path: &[Seg<'_>], write: impl FnOnce(&mut String)) {
+        self.start_op("add", path);
+        write(&mut self.ops);
+        self.ops.push('}');
     }
 
     /// Records `replace` of the existing member at `path` with the string `value`.
@@ -386,6 +465,33 @@ mod tests {
         let mut out = String::new();
         push_str(&mut out, &json);
         assert_eq!(out, serde_json::to_string(&json).unwrap());
+    }
+
+    #[test]
+    fn json_written_inside_a_string_reads_back_as_that_json() {
+        for s in ["plain", "q\"b\\s/", "\n\u{1}", "ü€", ""] {
+            let mut top = String::new();
+            push_str_in(&mut top, s, Nesting::Top);
+            let mut nested = String::from("\"");
+            push_str_in(&mut nested, s, Nesting::InString);
+            nested.push('"');
+            let unwrapped: String = serde_json::from_str(&nested).unwrap();
+            assert_eq!(unwrapped, top, "{s:?}");
+        }
+    }
+
+    #[test]
+    fn an_escaped_annotation_the_pod_already_has_is_no_operation() {
+        let annotations = map(r#"{"a": "{\"x\":\"1\"}"}"#);
+        let mut patch = PodPatch::new(None, Some(&annotations));
+        patch.set_annotation_escaped("a", r#"{\"x\":\"1\"}"#.to_owned());
+        assert_eq!(patch.finish(), None);
+        let mut patch = PodPatch::new(None, Some(&annotations));
+        patch.set_annotation_escaped("a", r#"{\"x\":\"2\"}"#.to_owned());
+        let patch: json_patch::Patch = serde_json::from_str(&patch.finish().unwrap()).unwrap();
+        let mut doc = json!({"metadata": {"annotations": {"a": "{\"x\":\"1\"}"}}});
+        json_patch::patch(&mut doc, &patch).unwrap();
+        assert_eq!(doc["metadata"]["annotations"]["a"], r#"{"x":"2"}"#);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use snug_api::{
 
 use crate::{
     config::InjectConfig,
-    patch::{PodPatch, push_str},
+    patch::{Nesting, PodPatch, push_str_in},
     store::{NamespaceStore, ProfileStore},
     view::PodView,
 };
@@ -241,27 +241,21 @@ fn inject(
             blocker = Some("no named TCP port to intercept");
         } else if let Some(spec) = pod.spec.as_ref() {
             let native = inputs.native_sidecars;
-            let mut container = String::with_capacity(1024);
             let list = native && spec.init_containers.is_none();
-            if list {
-                container.push('[');
-            }
-            sidecar::write_sidecar(
-                &mut container,
-                inputs.config,
-                &takeover.taken,
-                profile,
-                native,
-            );
-            if list {
-                container.push(']');
-            }
             let path = match (native, list) {
                 (true, true) => "/spec/initContainers",
                 (true, false) => "/spec/initContainers/-",
                 (false, _) => "/spec/containers/-",
             };
-            patch.add_json(crate::path![path], &container);
+            patch.add_json_with(crate::path![path], |out| {
+                if list {
+                    out.push('[');
+                }
+                sidecar::write_sidecar(out, inputs.config, &takeover.taken, profile, native);
+                if list {
+                    out.push(']');
+                }
+            });
             patch.set_label(keys::INJECTED, "true".into());
         }
     }
@@ -304,7 +298,7 @@ fn size(
         };
         if apply {
             json.clear();
-            resources.write_json(&mut json);
+            resources.write_json(&mut json, Nesting::Top);
             patch.add_json(
                 crate::path!["/spec/containers/", index, "/resources"],
                 &json,
@@ -329,18 +323,20 @@ fn size(
         (keys::RECOMMENDATION, &planned)
     };
     if !value.is_empty() {
+        // JSON in an annotation's value: written escaped for the patch's string in one pass,
+        // rather than written and then escaped.
         json.clear();
         json.push('{');
         for (i, (name, resources)) in value.iter().enumerate() {
             if i > 0 {
                 json.push(',');
             }
-            push_str(&mut json, name);
+            push_str_in(&mut json, name, Nesting::InString);
             json.push(':');
-            resources.write_json(&mut json);
+            resources.write_json(&mut json, Nesting::InString);
         }
         json.push('}');
-        patch.set_annotation(key, json);
+        patch.set_annotation_escaped(key, json);
     }
 }
 

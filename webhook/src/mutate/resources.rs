@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use snug_api::{ContainerRecommendation, keys, quantity};
 
 use crate::{
-    patch::push_str,
+    patch::{Nesting, push_escaped, push_str_in},
     store::LimitMax,
     view::{ResourcesView, StrMap},
 };
@@ -57,15 +57,15 @@ impl<'v> Amounts<'v> {
         amounts
     }
 
-    fn write_json(&self, out: &mut String) {
+    fn write_json(&self, out: &mut String, nesting: Nesting) {
         out.push('{');
         for (i, (name, quantity)) in self.0.iter().enumerate() {
             if i > 0 {
                 out.push(',');
             }
-            push_str(out, name);
+            push_str_in(out, name, nesting);
             out.push(':');
-            push_str(out, quantity);
+            push_str_in(out, quantity, nesting);
         }
         out.push('}');
     }
@@ -86,28 +86,32 @@ impl<'v> Resources<'v> {
         }
     }
 
-    /// Writes the resources as a JSON object (members in name order, none for what is unset).
-    pub fn write_json(&self, out: &mut String) {
+    /// Writes the resources as a JSON object (members in name order, none for what is unset),
+    /// as itself or inside a JSON string.
+    pub fn write_json(&self, out: &mut String, nesting: Nesting) {
         out.push('{');
         let mut first = true;
         let mut member = |out: &mut String, name: &str| {
             if !std::mem::take(&mut first) {
                 out.push(',');
             }
-            push_str(out, name);
+            push_str_in(out, name, nesting);
             out.push(':');
         };
         if let Some(claims) = self.claims {
             member(out, "claims");
-            out.push_str(claims);
+            match nesting {
+                Nesting::Top => out.push_str(claims),
+                Nesting::InString => push_escaped(out, claims),
+            }
         }
         if let Some(limits) = &self.limits {
             member(out, "limits");
-            limits.write_json(out);
+            limits.write_json(out, nesting);
         }
         if let Some(requests) = &self.requests {
             member(out, "requests");
-            requests.write_json(out);
+            requests.write_json(out, nesting);
         }
         out.push('}');
     }
@@ -195,8 +199,9 @@ pub fn plan<'v>(
     bounds: &Bounds,
 ) -> Option<Resources<'v>> {
     let original = original.map(Resources::of).unwrap_or_default();
-    let mut requests = original.requests.clone().unwrap_or_default();
-    let mut limits = original.limits.clone().unwrap_or_default();
+    // Edited in place: each resource reads its own original values before it sets them.
+    let mut requests = original.requests.unwrap_or_default();
+    let mut limits = original.limits.unwrap_or_default();
     let mut changed = false;
     let resources = [
         (
@@ -221,8 +226,8 @@ pub fn plan<'v>(
         else {
             continue;
         };
-        let old_request = original_value(original.requests.as_ref(), name);
-        let old_limit = original_value(original.limits.as_ref(), name);
+        let old_request = original_value(&requests, name);
+        let old_limit = original_value(&limits, name);
         let request = clamp(request, range);
         let limit = match want_limit
             .as_ref()
@@ -236,14 +241,8 @@ pub fn plan<'v>(
         };
         requests.set(name, Cow::Owned(written(request, range, format).0));
         if let Some(limit) = limit {
-            let limit = clamp(
-                limit,
-                &Range {
-                    min: None,
-                    max: range.max.clone(),
-                },
-            )
-            .max(request);
+            let ceiling = range.max.as_ref().map_or(f64::INFINITY, |(max, _)| *max);
+            let limit = limit.min(ceiling).max(request);
             limits.set(name, Cow::Owned(written(limit, range, format).0));
         }
         changed = true;
@@ -255,8 +254,8 @@ pub fn plan<'v>(
     })
 }
 
-fn original_value(map: Option<&Amounts<'_>>, name: &str) -> Option<f64> {
-    map?.get(name)
+fn original_value(map: &Amounts<'_>, name: &str) -> Option<f64> {
+    map.get(name)
         .and_then(|q| quantity::parse(q).ok())
         .filter(|v| *v > 0.0)
 }
@@ -378,6 +377,36 @@ mod tests {
         // 100M is not a whole number of MiB: the ceiling is written verbatim, never above.
         assert_eq!(get(&r.requests, "memory"), "100M");
         assert_eq!(get(&r.limits, "memory"), "100M");
+    }
+
+    #[test]
+    fn resources_written_inside_a_string_read_back_as_the_same_json() {
+        let claims = sonic_rs::from_str::<ResourcesView<'_>>(
+            r#"{"claims": [{"name": "gpu \"0\""}], "limits": {"cpu": "1"}}"#,
+        )
+        .unwrap();
+        let mut with_claims = Resources::of(&claims);
+        with_claims
+            .requests
+            .get_or_insert_default()
+            .set("memory", "64Mi".into());
+        for resources in [with_claims, Resources::default()] {
+            let mut top = String::new();
+            resources.write_json(&mut top, Nesting::Top);
+            let mut nested = String::from("\"");
+            resources.write_json(&mut nested, Nesting::InString);
+            nested.push('"');
+            let unwrapped: String = serde_json::from_str(&nested).unwrap();
+            assert_eq!(unwrapped, top);
+            let value: serde_json::Value = serde_json::from_str(&top).unwrap();
+            if resources.claims.is_some() {
+                assert_eq!(
+                    value,
+                    serde_json::json!({"claims": [{"name": "gpu \"0\""}],
+                                       "limits": {"cpu": "1"}, "requests": {"memory": "64Mi"}})
+                );
+            }
+        }
     }
 
     #[test]

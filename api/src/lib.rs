@@ -22,7 +22,7 @@ pub use profile::{
     ContainerProfile, ContainerRecommendation, PeerTraffic, ProfileSummary, ResourceAmounts,
     TrafficSummary, UsageDistribution, WorkloadProfile, WorkloadProfileSpec, WorkloadProfileStatus,
 };
-pub use workload::{OwnerParts, WorkloadRef};
+pub use workload::{OwnerParts, WorkloadParts, WorkloadRef};
 
 /// The API group of Snug's custom resources.
 pub const GROUP: &str = "snug.dev";

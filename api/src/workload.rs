@@ -33,18 +33,7 @@ impl WorkloadRef {
     /// The name of this workload's `WorkloadProfile`: `<kind>-<name>`, lower-case kind, cut to
     /// the 253 characters a resource name may have.
     pub fn profile_name(&self) -> String {
-        let mut name = String::with_capacity(self.kind.len() + 1 + self.name.len());
-        name.extend(self.kind.chars().map(|c| c.to_ascii_lowercase()));
-        name.push('-');
-        name.push_str(&self.name);
-        // At a character boundary: names are ASCII once validated, but a pod being admitted
-        // is not validated yet.
-        let cut = (0..=253.min(name.len()))
-            .rev()
-            .find(|&at| name.is_char_boundary(at))
-            .unwrap_or(0);
-        name.truncate(cut);
-        name
+        profile_name(&self.kind, &self.name)
     }
 
     /// The workload of a pod, from its metadata alone (no API call):
@@ -81,27 +70,11 @@ impl WorkloadRef {
     pub fn from_pod_parts<'a>(
         owners: impl Iterator<Item = OwnerParts<'a>> + Clone,
         pod_template_hash: Option<&str>,
-        generate_name: Option<&str>,
-        name: Option<&str>,
+        generate_name: Option<&'a str>,
+        name: Option<&'a str>,
     ) -> Option<Self> {
-        let owner = owners
-            .clone()
-            .find(|o| o.controller)
-            .or_else(|| owners.clone().next());
-        let Some(owner) = owner else {
-            let name = generate_name
-                .map(|stem| stem.trim_end_matches('-'))
-                .filter(|stem| !stem.is_empty())
-                .or(name)?;
-            return Some(WorkloadRef::new("v1", "Pod", name));
-        };
-        if owner.kind == "ReplicaSet"
-            && owner.api_version.starts_with("apps/")
-            && let Some(deployment) = pod_template_hash.and_then(|h| strip_suffix(owner.name, h))
-        {
-            return Some(WorkloadRef::new("apps/v1", "Deployment", deployment));
-        }
-        Some(WorkloadRef::new(owner.api_version, owner.kind, owner.name))
+        WorkloadParts::from_pod_parts(owners, pod_template_hash, generate_name, name)
+            .map(|w| w.to_ref())
     }
 
     /// For a Job owned by a CronJob (as seen on the Job's own ownerReferences), the CronJob.
@@ -112,6 +85,78 @@ impl WorkloadRef {
             .find(|o| o.kind == "CronJob")
             .map(|o| WorkloadRef::new(&o.api_version, &o.kind, &o.name))
     }
+}
+
+/// A [`WorkloadRef`] borrowed from the pod it was read from (the webhook looks up a profile on
+/// every admission without copying the names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkloadParts<'a> {
+    /// API version of the workload.
+    pub api_version: &'a str,
+    /// Kind.
+    pub kind: &'a str,
+    /// Name.
+    pub name: &'a str,
+}
+
+impl<'a> WorkloadParts<'a> {
+    /// The workload of a pod, by the rules of [`WorkloadRef::from_pod`].
+    pub fn from_pod_parts(
+        owners: impl Iterator<Item = OwnerParts<'a>> + Clone,
+        pod_template_hash: Option<&str>,
+        generate_name: Option<&'a str>,
+        name: Option<&'a str>,
+    ) -> Option<Self> {
+        let parts = |api_version, kind, name| WorkloadParts {
+            api_version,
+            kind,
+            name,
+        };
+        let owner = owners
+            .clone()
+            .find(|o| o.controller)
+            .or_else(|| owners.clone().next());
+        let Some(owner) = owner else {
+            let name = generate_name
+                .map(|stem| stem.trim_end_matches('-'))
+                .filter(|stem| !stem.is_empty())
+                .or(name)?;
+            return Some(parts("v1", "Pod", name));
+        };
+        if owner.kind == "ReplicaSet"
+            && owner.api_version.starts_with("apps/")
+            && let Some(deployment) = pod_template_hash.and_then(|h| strip_suffix(owner.name, h))
+        {
+            return Some(parts("apps/v1", "Deployment", deployment));
+        }
+        Some(parts(owner.api_version, owner.kind, owner.name))
+    }
+
+    /// The owned reference.
+    pub fn to_ref(&self) -> WorkloadRef {
+        WorkloadRef::new(self.api_version, self.kind, self.name)
+    }
+
+    /// The name of this workload's `WorkloadProfile` (as [`WorkloadRef::profile_name`]).
+    pub fn profile_name(&self) -> String {
+        profile_name(self.kind, self.name)
+    }
+}
+
+/// `<kind>-<name>`, lower-case kind, cut to the 253 characters a resource name may have.
+fn profile_name(kind: &str, workload: &str) -> String {
+    let mut name = String::with_capacity(kind.len() + 1 + workload.len());
+    name.extend(kind.chars().map(|c| c.to_ascii_lowercase()));
+    name.push('-');
+    name.push_str(workload);
+    // At a character boundary: names are ASCII once validated, but a pod being admitted is
+    // not validated yet.
+    let cut = (0..=253.min(name.len()))
+        .rev()
+        .find(|&at| name.is_char_boundary(at))
+        .unwrap_or(0);
+    name.truncate(cut);
+    name
 }
 
 /// The fields of one ownerReference that decide a pod's workload.

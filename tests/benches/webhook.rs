@@ -43,6 +43,11 @@ use serde_json::{Value, json};
 use tokio::{net::TcpStream, sync::mpsc};
 use tokio_rustls::TlsConnector;
 
+/// The allocator the `snug-webhook` binary uses, so the servers here run as it does (the
+/// baseline gets it too: both servers are this binary).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const NAME: &str = "snug-webhook.snug-system.svc";
 const RATE: u64 = 1_000;
 

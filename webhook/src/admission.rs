@@ -169,13 +169,11 @@ impl Admission {
         // The common case in one borrowed pass over the body, the pod included, read with
         // sonic-rs (SIMD string scanning and skipping of unread values); anything unusual
         // takes the slow path, which says precisely what is wrong (serde_json's messages).
-        // UTF-8 is checked once, by the standard library, rather than per string by the reader.
-        if let Ok(text) = std::str::from_utf8(body)
-            && let Ok(ReviewView {
-                api_version,
-                kind,
-                request: Some(r),
-            }) = sonic_rs::from_str::<ReviewView>(text)
+        if let Ok(ReviewView {
+            api_version,
+            kind,
+            request: Some(r),
+        }) = sonic_rs::from_slice::<ReviewView>(body)
         {
             let request = Request {
                 api_version,

@@ -9,7 +9,7 @@ mod sidecar;
 use std::sync::Arc;
 
 use snug_api::{
-    Mode, OwnerParts, WorkloadProfile, WorkloadRef, keys, ports::SIDECAR_CONTAINER_NAME,
+    Mode, OwnerParts, WorkloadParts, WorkloadProfile, keys, ports::SIDECAR_CONTAINER_NAME,
 };
 
 use crate::{
@@ -118,7 +118,8 @@ pub fn decide(inputs: Inputs<'_>, namespace: &str, pod: &PodView<'_>) -> Decisio
         pod.metadata.labels.as_ref(),
         pod.metadata.annotations.as_ref(),
     );
-    let not_intercepted = inject(inputs, pod, &mut patch, profile.as_deref());
+    let apps = app_containers(pod);
+    let not_intercepted = inject(inputs, pod, &apps, &mut patch, profile.as_deref());
     warnings.extend(
         bounds
             .invalid
@@ -126,7 +127,7 @@ pub fn decide(inputs: Inputs<'_>, namespace: &str, pod: &PodView<'_>) -> Decisio
             .map(|b| format!("snug: ignoring bound {b}")),
     );
     if let Some(profile) = &profile {
-        size(pod, &mut patch, profile, mode, &bounds);
+        size(pod, &apps, &mut patch, profile, mode, &bounds);
     }
     Decision::Change(Box::new(Change {
         patch: patch.finish(),
@@ -162,7 +163,7 @@ fn find_profile(
         name: &o.name,
         controller: o.controller == Some(true),
     });
-    let workload = WorkloadRef::from_pod_parts(
+    let workload = WorkloadParts::from_pod_parts(
         owners,
         pod.label("pod-template-hash"),
         meta.generate_name.as_deref(),
@@ -174,7 +175,11 @@ fn find_profile(
         .filter(|(stem, digits)| {
             !stem.is_empty() && !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
         })
-        .map(|(stem, _)| WorkloadRef::new("batch/v1", "CronJob", stem));
+        .map(|(stem, _)| WorkloadParts {
+            api_version: "batch/v1",
+            kind: "CronJob",
+            name: stem,
+        });
     cronjob
         .into_iter()
         .chain([workload])
@@ -228,14 +233,14 @@ fn app_containers(pod: &PodView<'_>) -> Vec<usize> {
 fn inject(
     inputs: Inputs<'_>,
     pod: &PodView<'_>,
+    apps: &[usize],
     patch: &mut PodPatch<'_>,
     profile: Option<&WorkloadProfile>,
 ) -> usize {
     let mut blocker = sidecar_blocker(pod, inputs.native_sidecars);
     let mut not_intercepted = Vec::new();
     if blocker.is_none() {
-        let apps = app_containers(pod);
-        let takeover = ports::take_over(pod, &apps, patch);
+        let takeover = ports::take_over(pod, apps, patch);
         not_intercepted = takeover.not_intercepted;
         if takeover.taken.is_empty() {
             blocker = Some("no named TCP port to intercept");
@@ -272,6 +277,7 @@ fn inject(
 /// Applies (mode `apply`, confident profile) or records (otherwise) the recommendation.
 fn size(
     pod: &PodView<'_>,
+    apps: &[usize],
     patch: &mut PodPatch<'_>,
     profile: &WorkloadProfile,
     mode: Mode,
@@ -285,7 +291,7 @@ fn size(
     let mut originals: Vec<(&str, Resources<'_>)> = Vec::new();
     let apply = mode == Mode::Apply && profile.is_confident();
     let mut json = String::with_capacity(256);
-    for index in app_containers(pod) {
+    for &index in apps {
         let Some(container) = spec.containers.get(index) else {
             continue;
         };

@@ -5,9 +5,9 @@
 //! handler. Each server runs in its own child process on a single-threaded runtime, so its RSS
 //! is its own. For each: p50/p99/max latency at a fixed 1,000 req/s (open loop, paced by a
 //! thread with the OS's sleep: latency counts from when a request was due, so queueing shows),
-//! maximum req/s (closed loop; the two servers take turns in 1-second slices, 16 new
-//! connections each), the share of one core the server used during the maximum phase, and
-//! RSS. Figures are printed; ratios to the baseline are the numbers to compare
+//! maximum req/s (closed loop), the share of one core the server used during the maximum
+//! phase, and RSS. In both phases the two servers take turns in 1-second slices (16 new
+//! connections each). Figures are printed; ratios to the baseline are the numbers to compare
 //! across machines.
 //!
 //! Pinning: the targets are per core, so each server child (Snug and the baseline alike) is
@@ -480,17 +480,24 @@ async fn measure(
     }
     for round in 0..rounds {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+        // Both phases take turns in 1-second slices, so a change in the machine's speed
+        // (this VM's swings by up to 1.8x within minutes) or a stall of it falls on both
+        // servers alike; each server's figures are over all its slices.
+        let mut latencies = [Vec::new(), Vec::new()];
+        for _ in 0..seconds {
+            for i in order {
+                latencies[i].extend(fixed_rate(servers[i].addr, tls, bodies, RATE, 1).await);
+            }
+        }
         for i in order {
-            let latencies = fixed_rate(servers[i].addr, tls, bodies, RATE, seconds).await;
-            figures[i].p50_ms.push(percentile(&latencies, 0.50));
-            figures[i].p99_ms.push(percentile(&latencies, 0.99));
+            let latencies = &mut latencies[i];
+            latencies.sort();
+            figures[i].p50_ms.push(percentile(latencies, 0.50));
+            figures[i].p99_ms.push(percentile(latencies, 0.99));
             figures[i]
                 .max_ms
                 .push(latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0));
         }
-        // The two servers take turns in 1-second slices, so a change in the machine's speed
-        // (this VM's swings by up to 1.8x within minutes) falls on both alike; each server's
-        // figures are its slices' sums.
         let (mut done, mut took, mut cpu) = ([0u64; 2], [Duration::ZERO; 2], [Duration::ZERO; 2]);
         for _ in 0..seconds {
             for i in order {

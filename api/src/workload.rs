@@ -56,25 +56,13 @@ impl WorkloadRef {
             .as_ref()
             .and_then(|l| l.get("pod-template-hash"))
             .map(String::as_str);
-        Self::from_pod_parts(
+        WorkloadParts::from_pod_parts(
             owners,
             hash,
             meta.generate_name.as_deref(),
             meta.name.as_deref(),
         )
-    }
-
-    /// [`WorkloadRef::from_pod`] from the parts of the pod's metadata it reads, borrowed from
-    /// wherever the caller holds them: the ownerReferences, the `pod-template-hash` label,
-    /// `generateName` and `name`.
-    pub fn from_pod_parts<'a>(
-        owners: impl Iterator<Item = OwnerParts<'a>> + Clone,
-        pod_template_hash: Option<&str>,
-        generate_name: Option<&'a str>,
-        name: Option<&'a str>,
-    ) -> Option<Self> {
-        WorkloadParts::from_pod_parts(owners, pod_template_hash, generate_name, name)
-            .map(|w| w.to_ref())
+        .map(|w| w.to_ref())
     }
 
     /// For a Job owned by a CronJob (as seen on the Job's own ownerReferences), the CronJob.
@@ -100,7 +88,9 @@ pub struct WorkloadParts<'a> {
 }
 
 impl<'a> WorkloadParts<'a> {
-    /// The workload of a pod, by the rules of [`WorkloadRef::from_pod`].
+    /// The workload of a pod by the rules of [`WorkloadRef::from_pod`], from the parts of the
+    /// pod's metadata it reads, borrowed from wherever the caller holds them: the
+    /// ownerReferences, the `pod-template-hash` label, `generateName` and `name`.
     pub fn from_pod_parts(
         owners: impl Iterator<Item = OwnerParts<'a>> + Clone,
         pod_template_hash: Option<&str>,

@@ -28,7 +28,7 @@ struct MapEdits<'p> {
 }
 
 /// A value to write as a JSON string.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 enum Text {
     /// The value itself, escaped when written.
     Plain(String),
@@ -124,7 +124,7 @@ fn separate(out: &mut String) {
 pub fn push_str(out: &mut String, s: &str) {
     out.reserve(s.len() + 2);
     out.push('"');
-    if s.bytes().all(|b| ESCAPE[usize::from(b)] == 0) {
+    if needs_no_escape(s) {
         // The common case (names, quantities, images): one copy.
         out.push_str(s);
     } else {
@@ -147,7 +147,7 @@ pub enum Nesting {
 pub fn push_str_in(out: &mut String, s: &str, nesting: Nesting) {
     match nesting {
         Nesting::Top => push_str(out, s),
-        Nesting::InString if s.bytes().all(|b| ESCAPE[usize::from(b)] == 0) => {
+        Nesting::InString if needs_no_escape(s) => {
             out.push_str("\\\"");
             out.push_str(s);
             out.push_str("\\\"");
@@ -158,6 +158,11 @@ pub fn push_str_in(out: &mut String, s: &str, nesting: Nesting) {
             push_escaped(out, &json);
         }
     }
+}
+
+/// Whether `s` goes into a JSON string as it is.
+fn needs_no_escape(s: &str) -> bool {
+    s.bytes().all(|b| ESCAPE[usize::from(b)] == 0)
 }
 
 /// `s` escaped for the inside of a JSON string (without the quotes).
@@ -290,15 +295,9 @@ impl<'p> PodPatch<'p> {
         self.annotations.set(key, Text::Escaped(escaped));
     }
 
-    /// Records `add` of the JSON `value` at `path` (which creates or replaces an object
-    /// member and inserts into an array, `-` appending). `path` is written as given: its
-    /// tokens must need no escaping.
-    pub fn add_json(&mut self, path: &[Seg<'_>], value: &str) {
-        self.op("add", path, value);
-    }
-
-    /// Records `add` at `path` (as [`PodPatch::add_json`]) of the JSON value `write` writes
-    /// straight into the patch.
+    /// Records `add` at `path` (which creates or replaces an object member and inserts into
+    /// an array, `-` appending) of the JSON value `write` writes straight into the patch.
+    /// `path` is written as given: its tokens must need no escaping.
     pub fn add_json_with(&mut self, path: &[Seg<'_>], write: impl FnOnce(&mut String)) {
         self.start_op("add", path);
         write(&mut self.ops);
@@ -316,12 +315,6 @@ impl<'p> PodPatch<'p> {
     pub fn replace_int(&mut self, path: &[Seg<'_>], value: i64) {
         self.start_op("replace", path);
         push_int(&mut self.ops, value);
-        self.ops.push('}');
-    }
-
-    fn op(&mut self, op: &str, path: &[Seg<'_>], value: &str) {
-        self.start_op(op, path);
-        self.ops.push_str(value);
         self.ops.push('}');
     }
 
@@ -380,8 +373,12 @@ mod tests {
             crate::path!["/spec/containers/", 0, "/ports/", 0, "/name"],
             "snug-app-http",
         );
-        patch.add_json(crate::path!["/spec/initContainers"], r#"[{"name":"s"}]"#);
-        patch.add_json(crate::path!["/spec/containers/-"], r#"{"name":"c"}"#);
+        patch.add_json_with(crate::path!["/spec/initContainers"], |out| {
+            out.push_str(r#"[{"name":"s"}]"#);
+        });
+        patch.add_json_with(crate::path!["/spec/containers/-"], |out| {
+            out.push_str(r#"{"name":"c"}"#);
+        });
         let text = patch.finish().unwrap();
         let patch: json_patch::Patch = serde_json::from_str(&text).unwrap();
         let mut doc = json!({

@@ -20,6 +20,7 @@ use crate::{
 };
 
 pub use ports::unique_name;
+use resources::set_sorted;
 pub use resources::{Amounts, Bounds, Range, Resources, plan};
 
 /// Sidecars of service meshes and similar proxies: never renamed, resized or intercepted.
@@ -290,7 +291,6 @@ fn size(
     let mut planned: Vec<(&str, Resources<'_>)> = Vec::new();
     let mut originals: Vec<(&str, Resources<'_>)> = Vec::new();
     let apply = mode == Mode::Apply && profile.is_confident();
-    let mut json = String::with_capacity(256);
     for &index in apps {
         let Some(container) = spec.containers.get(index) else {
             continue;
@@ -303,11 +303,11 @@ fn size(
             continue;
         };
         if apply {
-            json.clear();
-            resources.write_json(&mut json, Nesting::Top);
-            patch.add_json(
+            patch.add_json_with(
                 crate::path!["/spec/containers/", index, "/resources"],
-                &json,
+                |out| {
+                    resources.write_json(out, Nesting::Top);
+                },
             );
             let original = original.map(Resources::of).unwrap_or_default();
             set_sorted(&mut originals, &container.name, original);
@@ -331,7 +331,7 @@ fn size(
     if !value.is_empty() {
         // JSON in an annotation's value: written escaped for the patch's string in one pass,
         // rather than written and then escaped.
-        json.clear();
+        let mut json = String::with_capacity(256);
         json.push('{');
         for (i, (name, resources)) in value.iter().enumerate() {
             if i > 0 {
@@ -343,15 +343,6 @@ fn size(
         }
         json.push('}');
         patch.set_annotation_escaped(key, json);
-    }
-}
-
-/// Sets `name`'s entry of a list kept in name order (a later entry of a name replaces the
-/// earlier, as in a map).
-fn set_sorted<'v>(list: &mut Vec<(&'v str, Resources<'v>)>, name: &'v str, value: Resources<'v>) {
-    match list.binary_search_by(|(n, _)| (*n).cmp(name)) {
-        Ok(at) => list[at].1 = value,
-        Err(at) => list.insert(at, (name, value)),
     }
 }
 

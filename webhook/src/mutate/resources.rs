@@ -39,10 +39,7 @@ impl<'v> Amounts<'v> {
 
     /// Sets the quantity of `name`.
     pub fn set(&mut self, name: &'v str, quantity: Cow<'v, str>) {
-        match self.0.binary_search_by(|(n, _)| (*n).cmp(name)) {
-            Ok(at) => self.0[at].1 = quantity,
-            Err(at) => self.0.insert(at, (name, quantity)),
-        }
+        set_sorted(&mut self.0, name, quantity);
     }
 
     fn is_empty(&self) -> bool {
@@ -68,6 +65,15 @@ impl<'v> Amounts<'v> {
             push_str_in(out, quantity, nesting);
         }
         out.push('}');
+    }
+}
+
+/// Sets `key`'s entry of a list kept in key order (a later entry of a key replaces the
+/// earlier, as in a map): the maps the webhook writes have a handful of entries.
+pub(crate) fn set_sorted<K: Ord, V>(list: &mut Vec<(K, V)>, key: K, value: V) {
+    match list.binary_search_by(|(k, _)| k.cmp(&key)) {
+        Ok(at) => list[at].1 = value,
+        Err(at) => list.insert(at, (key, value)),
     }
 }
 

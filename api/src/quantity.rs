@@ -21,7 +21,11 @@ pub fn parse(text: &str) -> Result<f64> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
         .unwrap_or(s.len());
     let (number, suffix) = s.split_at(split);
-    let number: f64 = number.parse().map_err(|_| err("not a number"))?;
+    // Whole numbers (`250m`, `512Mi`, `2`: nearly every quantity) without the float parser.
+    let number = match number.parse::<u64>() {
+        Ok(whole) if whole < 1 << 53 => whole as f64,
+        _ => number.parse().map_err(|_| err("not a number"))?,
+    };
     let multiplier = match suffix {
         "" => 1.0,
         "n" => 1e-9,
@@ -106,6 +110,9 @@ mod tests {
             ("129e6", 129e6),
             ("123M", 123e6),
             ("2k", 2000.0),
+            ("+3", 3.0),
+            // Past 2^53 whole numbers round as the float parser rounds them.
+            ("18446744073709551617", 18446744073709551617.0),
         ];
         for (text, want) in cases {
             let got = parse(text).unwrap();

@@ -20,7 +20,6 @@ use kube::core::{
     DynamicObject, Status,
     admission::{AdmissionRequest, AdmissionReview, Operation},
 };
-use serde::Deserialize;
 use serde_json::Value;
 
 use crate::{
@@ -29,7 +28,10 @@ use crate::{
     mutate::{self, Change, Decision, Inputs},
     patch::push_str,
     store::{NamespaceStore, ProfileStore},
-    view::{PodView, Str},
+    view::{
+        self, FromJson, JsonValue, PodView, Str, Unreadable, members, nullable, opt_string,
+        required, string,
+    },
 };
 
 /// The API version of the reviews the webhook is registered for.
@@ -83,47 +85,98 @@ async fn mutate(
 
 /// The parts of an AdmissionReview the webhook reads, the pod included, borrowed from the
 /// body. Fields a review must have but the webhook does not read (`resource`, `userInfo`)
-/// are required and skipped.
-#[derive(Deserialize)]
+/// must be there; anything unusual is left to the slow path, which says what is wrong.
 struct ReviewView<'a> {
-    #[serde(rename = "apiVersion", borrow)]
-    api_version: Str<'a>,
-    #[serde(borrow)]
-    kind: Str<'a>,
-    #[serde(borrow)]
-    request: Option<RequestView<'a>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RequestView<'a> {
-    #[serde(borrow)]
-    uid: Str<'a>,
-    #[serde(borrow)]
-    kind: KindView<'a>,
-    #[allow(dead_code)] // required, not read
-    resource: serde::de::IgnoredAny,
-    #[serde(default, borrow)]
-    namespace: Option<Str<'a>>,
-    operation: Operation,
-    #[allow(dead_code)] // required, not read
-    user_info: serde::de::IgnoredAny,
-    #[serde(default, borrow)]
+    request: Request<'a>,
     object: Option<PodView<'a>>,
 }
 
+impl<'a> FromJson<'a> for ReviewView<'a> {
+    fn from_json(value: JsonValue<'_, 'a>) -> Result<Self, Unreadable> {
+        let (mut api_version, mut review_kind, mut request) = (None, None, None);
+        members(value, |key, v| {
+            match key {
+                "apiVersion" => api_version = Some(string(v)?),
+                "kind" => review_kind = Some(string(v)?),
+                "request" => request = Some(v),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        let (api_version, review_kind) = (
+            required(api_version, "apiVersion")?,
+            required(review_kind, "kind")?,
+        );
+        let (mut uid, mut kind, mut namespace, mut operation) = (None, None, None, None);
+        let (mut resource, mut user_info, mut object) = (false, false, None);
+        members(required(request, "request")?, |key, v| {
+            match key {
+                "uid" => uid = Some(string(v)?),
+                "kind" => kind = Some(KindView::from_json(v)?),
+                "namespace" => namespace = opt_string(v)?,
+                "operation" => operation = Some(operation_of(v)?),
+                "resource" => resource = true,
+                "userInfo" => user_info = true,
+                "object" => object = nullable(v, PodView::from_json)?,
+                _ => {}
+            }
+            Ok(())
+        })?;
+        required(resource.then_some(()), "resource")?;
+        required(user_info.then_some(()), "userInfo")?;
+        Ok(ReviewView {
+            request: Request {
+                api_version,
+                review_kind,
+                uid: required(uid, "uid")?,
+                kind: required(kind, "kind")?,
+                namespace,
+                operation: required(operation, "operation")?,
+            },
+            object,
+        })
+    }
+}
+
+fn operation_of(value: JsonValue<'_, '_>) -> Result<Operation, Unreadable> {
+    Ok(match &*string(value)? {
+        "CREATE" => Operation::Create,
+        "UPDATE" => Operation::Update,
+        "DELETE" => Operation::Delete,
+        "CONNECT" => Operation::Connect,
+        _ => return Err(Unreadable::expected("CREATE, UPDATE, DELETE or CONNECT")),
+    })
+}
+
 /// The group, version and kind of the reviewed object.
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct KindView<'a> {
     /// Group (empty for the core group).
-    #[serde(borrow)]
     pub group: Str<'a>,
     /// Version.
-    #[serde(borrow)]
     pub version: Str<'a>,
     /// Kind.
-    #[serde(borrow)]
     pub kind: Str<'a>,
+}
+
+impl<'a> FromJson<'a> for KindView<'a> {
+    fn from_json(value: JsonValue<'_, 'a>) -> Result<Self, Unreadable> {
+        let (mut group, mut version, mut kind) = (None, None, None);
+        members(value, |key, v| {
+            match key {
+                "group" => group = Some(string(v)?),
+                "version" => version = Some(string(v)?),
+                "kind" => kind = Some(string(v)?),
+                _ => {}
+            }
+            Ok(())
+        })?;
+        Ok(KindView {
+            group: required(group, "group")?,
+            version: required(version, "version")?,
+            kind: required(kind, "kind")?,
+        })
+    }
 }
 
 /// What an answer needs from a review.
@@ -166,24 +219,12 @@ impl Admission {
     /// not one (a 400). Records the metrics.
     pub fn handle(&self, body: &[u8]) -> Result<Vec<u8>, String> {
         let started = Instant::now();
-        // The common case in one borrowed pass over the body, the pod included, read with
-        // sonic-rs (SIMD string scanning and skipping of unread values); anything unusual
-        // takes the slow path, which says precisely what is wrong (serde_json's messages).
-        if let Ok(ReviewView {
-            api_version,
-            kind,
-            request: Some(r),
-        }) = sonic_rs::from_slice::<ReviewView>(body)
-        {
-            let request = Request {
-                api_version,
-                review_kind: kind,
-                uid: r.uid,
-                kind: r.kind,
-                namespace: r.namespace,
-                operation: r.operation,
-            };
-            let pod = r.object.as_ref().ok_or("the review has no object");
+        // The common case in one pass over the body, the pod included: simd-json parses a copy
+        // in place, and the views are read off its tape. Anything unusual takes the slow path,
+        // which says precisely what is wrong (serde_json's and the views' messages).
+        let mut text = body.to_vec();
+        if let Ok(ReviewView { request, object }) = view::read::<ReviewView>(&mut text) {
+            let pod = object.as_ref().ok_or("the review has no object");
             return Ok(self.answer(&request, pod, started));
         }
         match read_review(body) {
@@ -200,8 +241,8 @@ impl Admission {
                     namespace: request.namespace.map(Str::from),
                     operation: request.operation,
                 };
-                let text = object.to_string();
-                let pod = sonic_rs::from_str::<Option<PodView>>(&text)
+                let mut text = object.to_string().into_bytes();
+                let pod = view::read::<Option<PodView>>(&mut text)
                     .map_err(|e| e.to_string())
                     .and_then(|p| p.ok_or_else(|| "the review has no object".to_owned()));
                 Ok(self.answer(&request, pod.as_ref().map_err(String::as_str), started))

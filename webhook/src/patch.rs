@@ -357,8 +357,8 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn map(text: &str) -> StrMap<'_> {
-        serde_json::from_str(text).unwrap()
+    fn map(text: &str) -> StrMap<'static> {
+        crate::view::read(text.to_owned().into_bytes().leak()).unwrap()
     }
 
     #[test]

@@ -155,8 +155,8 @@ fn admission_for_properties(native: bool) -> Admission {
 /// The patch and outcome of admitting `pod`, decided on the pod read alone; the whole
 /// handler (review in, review out) must answer with the same patch.
 fn admit(admission: &Admission, pod: &Value) -> (Option<json_patch::Patch>, Outcome) {
-    let text = pod.to_string();
-    let view: PodView = serde_json::from_str(&text).unwrap();
+    let mut text = pod.to_string().into_bytes();
+    let view: PodView = snug_webhook::view::read(&mut text).unwrap();
     let request = Request {
         api_version: REVIEW_API_VERSION.into(),
         review_kind: "AdmissionReview".into(),

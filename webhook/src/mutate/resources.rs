@@ -5,7 +5,6 @@
 use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use serde_json::value::RawValue;
 use snug_api::{ContainerRecommendation, keys, quantity};
 
 use crate::{
@@ -81,12 +80,8 @@ impl<'v> Resources<'v> {
     /// The resources as sent.
     pub fn of(view: &'v ResourcesView<'_>) -> Self {
         Resources {
-            // Already JSON text (and checked to be JSON), so it is written back as it is.
-            claims: view
-                .claims
-                .as_ref()
-                .and_then(|c| serde_json::from_str::<&RawValue>(c.as_raw_str()).ok())
-                .map(RawValue::get),
+            // Already JSON text (written by the reader), so it is written back as it is.
+            claims: view.claims.as_deref(),
             limits: view.limits.as_ref().map(Amounts::of),
             requests: view.requests.as_ref().map(Amounts::of),
         }
@@ -387,10 +382,8 @@ mod tests {
 
     #[test]
     fn resources_written_inside_a_string_read_back_as_the_same_json() {
-        let claims = sonic_rs::from_str::<ResourcesView<'_>>(
-            r#"{"claims": [{"name": "gpu \"0\""}], "limits": {"cpu": "1"}}"#,
-        )
-        .unwrap();
+        let mut text = br#"{"claims": [{"name": "gpu \"0\""}], "limits": {"cpu": "1"}}"#.to_vec();
+        let claims = crate::view::read::<ResourcesView<'_>>(&mut text).unwrap();
         let mut with_claims = Resources::of(&claims);
         with_claims
             .requests

@@ -68,8 +68,8 @@ impl World {
             profiles: &self.profiles,
             namespaces: &self.namespaces,
         };
-        let text = serde_json::to_string(pod).unwrap();
-        let view: PodView = serde_json::from_str(&text).unwrap();
+        let mut text = serde_json::to_vec(pod).unwrap();
+        let view: PodView = crate::view::read(&mut text).unwrap();
         decide(inputs, namespace, &view)
     }
 

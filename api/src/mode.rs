@@ -39,12 +39,11 @@ impl FromStr for Mode {
     type Err = Error;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "observe" => Ok(Mode::Observe),
-            "apply" => Ok(Mode::Apply),
-            "off" => Ok(Mode::Off),
-            _ => Err(Error::Mode(s.to_owned())),
-        }
+        let s = s.trim();
+        [Mode::Observe, Mode::Apply, Mode::Off]
+            .into_iter()
+            .find(|mode| mode.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| Error::Mode(s.to_owned()))
     }
 }
 

@@ -23,6 +23,15 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Every outcome, in declaration order (`outcome as usize` indexes it).
+    const ALL: [Outcome; 5] = [
+        Outcome::Patched,
+        Outcome::Unchanged,
+        Outcome::Skipped,
+        Outcome::Invalid,
+        Outcome::Error,
+    ];
+
     fn label(self) -> &'static str {
         match self {
             Outcome::Patched => "patched",
@@ -53,6 +62,9 @@ struct ResultLabels {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     admissions: Family<OutcomeLabels, Counter>,
+    /// The series of `admissions`, one per outcome, created up front: an admission counts
+    /// without a lookup, and every outcome is exported from the start (at zero).
+    by_outcome: [Counter; Outcome::ALL.len()],
     duration: Histogram,
     not_intercepted: Counter,
     warnings: Family<ReasonLabels, Counter>,
@@ -63,8 +75,17 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let admissions = Family::<OutcomeLabels, Counter>::default();
+        let by_outcome = Outcome::ALL.map(|outcome| {
+            admissions
+                .get_or_create(&OutcomeLabels {
+                    outcome: outcome.label(),
+                })
+                .clone()
+        });
         Metrics {
-            admissions: Family::default(),
+            admissions,
+            by_outcome,
             // 50µs .. ~0.8s: admissions are in-memory and should sit in the lowest buckets.
             duration: Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
                 50e-6, 2.0, 15,
@@ -116,11 +137,7 @@ impl Metrics {
 
     /// Counts one admission and its duration.
     pub fn admission(&self, outcome: Outcome, seconds: f64) {
-        self.admissions
-            .get_or_create(&OutcomeLabels {
-                outcome: outcome.label(),
-            })
-            .inc();
+        self.by_outcome[outcome as usize].inc();
         self.duration.observe(seconds);
     }
 
@@ -140,5 +157,31 @@ impl Metrics {
         self.tls_reloads
             .get_or_create(&ResultLabels { result })
             .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_is_exported_from_the_start_and_counted_under_its_own_label() {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
+        metrics.admission(Outcome::Invalid, 0.001);
+        metrics.admission(Outcome::Invalid, 0.001);
+        metrics.admission(Outcome::Patched, 0.001);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for (outcome, count) in [
+            ("patched", 1),
+            ("unchanged", 0),
+            ("skipped", 0),
+            ("invalid", 2),
+            ("error", 0),
+        ] {
+            let line = format!("snug_webhook_admissions_total{{outcome=\"{outcome}\"}} {count}\n");
+            assert!(text.contains(&line), "{line} missing from\n{text}");
+        }
     }
 }

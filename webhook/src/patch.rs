@@ -267,7 +267,13 @@ impl<'p> PodPatch<'p> {
     /// An empty patch for a pod with these labels and annotations.
     pub fn new(labels: Option<&'p StrMap<'p>>, annotations: Option<&'p StrMap<'p>>) -> Self {
         PodPatch {
-            ops: String::with_capacity(2048),
+            // The patch is written into this buffer whole: `[`, the operations as they are
+            // made, then those of the labels and annotations.
+            ops: {
+                let mut ops = String::with_capacity(2048);
+                ops.push('[');
+                ops
+            },
             labels: MapEdits {
                 original: labels,
                 set: Vec::new(),
@@ -333,22 +339,21 @@ impl<'p> PodPatch<'p> {
         self.ops.push_str(r#"","value":"#);
     }
 
-    /// The patch as JSON, or `None` if nothing changed: label and annotation operations
-    /// first, then the rest in the order they were made.
+    /// The patch as JSON, or `None` if nothing changed: the operations in the order they were
+    /// made, then those of the labels and annotations.
     pub fn finish(self) -> Option<String> {
-        if self.ops.is_empty() && self.labels.set.is_empty() && self.annotations.set.is_empty() {
+        let PodPatch {
+            mut ops,
+            labels,
+            annotations,
+        } = self;
+        if ops == "[" && labels.set.is_empty() && annotations.set.is_empty() {
             return None;
         }
-        let mut out = String::with_capacity(self.ops.len() + 512);
-        out.push('[');
-        self.labels.write("labels", &mut out);
-        self.annotations.write("annotations", &mut out);
-        if !self.ops.is_empty() {
-            separate(&mut out);
-            out.push_str(&self.ops);
-        }
-        out.push(']');
-        Some(out)
+        labels.write("labels", &mut ops);
+        annotations.write("annotations", &mut ops);
+        ops.push(']');
+        Some(ops)
     }
 }
 
@@ -400,11 +405,11 @@ mod tests {
         assert_eq!(
             paths,
             [
-                "/metadata/labels/snug.dev~1injected",
-                "/metadata/annotations",
                 "/spec/containers/0/ports/0/name",
                 "/spec/initContainers",
                 "/spec/containers/-",
+                "/metadata/labels/snug.dev~1injected",
+                "/metadata/annotations",
             ]
         );
     }

@@ -14,7 +14,9 @@ use crate::{
 
 /// Writes the sidecar as a JSON object: one port per taken-over name, the admin port, a
 /// hardened security context (non-root with an explicit uid, so a pod-level `runAsUser: 0`
-/// cannot make the sidecar root).
+/// cannot make the sidecar root). Fields whose API default is what the sidecar needs (a
+/// port's `protocol: TCP`, a probe's `failureThreshold: 3`, `privileged: false`) are left to
+/// the API server, which defaults the patched pod: the answer stays short.
 pub fn write_sidecar(
     out: &mut String,
     config: &InjectConfig,
@@ -84,7 +86,7 @@ impl Fixed {
             let tail = format!(
                 concat!(
                     r#","securityContext":{{"allowPrivilegeEscalation":false,"capabilities":{{"drop":["ALL"]}},"#,
-                    r#""privileged":false,"readOnlyRootFilesystem":true,"runAsGroup":{uid},"runAsNonRoot":true,"#,
+                    r#""readOnlyRootFilesystem":true,"runAsGroup":{uid},"runAsNonRoot":true,"#,
                     r#""runAsUser":{uid},"seccompProfile":{{"type":"RuntimeDefault"}}}},"#,
                     r#""terminationMessagePolicy":"FallbackToLogsOnError"}}"#
                 ),
@@ -106,11 +108,11 @@ fn tcp_port(out: &mut String, name: &str, port: u16) {
     push_int(out, port);
     out.push_str(r#","name":"#);
     push_str(out, name);
-    out.push_str(r#","protocol":"TCP"}"#);
+    out.push('}');
 }
 
 fn admin_probe(out: &mut String, path: &str, period: i32) {
-    out.push_str(r#"{"failureThreshold":3,"httpGet":{"path":"#);
+    out.push_str(r#"{"httpGet":{"path":"#);
     push_str(out, path);
     write!(out, r#","port":{ADMIN_PORT}}},"periodSeconds":{period}}}"#).ok();
 }

@@ -1,6 +1,6 @@
 //! Webhook benchmark (run by hand): `cargo bench -p snug-e2e --bench webhook`.
 //!
-//! HTTPS keep-alive load of realistic AdmissionReviews against `snug-webhook` holding 10,000
+//! HTTPS keep-alive load of AdmissionReviews as a real API server sends them against `snug-webhook` holding 10,000
 //! profiles (directory store), and in the same run against an "allow everything" axum+rustls
 //! handler. Each server runs in its own child process on a single-threaded runtime, so its RSS
 //! is its own. For each: p50/p99/max latency at a fixed 1,000 req/s (open loop, paced by a
@@ -23,7 +23,8 @@
 //!
 //! Environment: `SNUG_BENCH_SECONDS` (per phase, default 10), `SNUG_BENCH_ROUNDS` (3),
 //! `SNUG_BENCH_PROFILES` (10000),
-//! `SNUG_BENCH_CONNECTIONS` (closed-loop connections, default 16).
+//! `SNUG_BENCH_CONNECTIONS` (closed-loop connections, default 16), `SNUG_BENCH_REVIEW`
+//! (`minimal` for the hand-made review of the earlier figures; see [`review_bodies`]).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark harness: failing loudly is right
 
 use std::{
@@ -137,6 +138,7 @@ fn in_process() {
     let dir = tempfile::tempdir().unwrap();
     write_profiles(&dir.path().join("profiles"), profiles);
     let bodies = review_bodies(profiles);
+    check_snug_patches_every_review(dir.path(), &bodies);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
@@ -175,6 +177,34 @@ fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
     let nanos = stat.split_whitespace().next().unwrap().parse().unwrap();
     Duration::from_nanos(nanos)
+}
+
+/// Snug must patch every review the harness sends (sidecar, annotations, resources in
+/// `apply` mode), without a warning: a run that measured a refusal or an error path would
+/// flatter it. Checked in process before any measurement.
+fn check_snug_patches_every_review(dir: &Path, bodies: &[Bytes]) {
+    use tower::ServiceExt as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let app = app("snug", dir);
+    runtime.block_on(async {
+        for body in bodies {
+            let request = http::Request::post("/mutate")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.clone()))
+                .unwrap();
+            let response = app.clone().oneshot(request).await.unwrap();
+            let answer: Value =
+                serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                    .unwrap();
+            let response = &answer["response"];
+            assert!(
+                response["patch"].is_string() && response["warnings"].is_null(),
+                "snug did not patch a benchmark review cleanly: {answer}"
+            );
+        }
+    });
 }
 
 // ---------------------------------------------------------------- setup
@@ -218,33 +248,52 @@ fn write_profiles(dir: &Path, count: usize) {
     }
 }
 
-/// Reviews of the corpus's Deployment pod, spread over the profiled workloads, half in
-/// `apply` mode.
+/// The reviews to send, spread over the profiled workloads, half in `apply` mode. By default
+/// the corpus's Deployment pod as kube-apiserver 1.20.2 sent it
+/// (`webhook/tests/data/reviews/kube-1.20-deployment.json`, 3.9 KB: managedFields, defaulted
+/// fields, the token volume, `requestKind`, `options`); `SNUG_BENCH_REVIEW=minimal` sends the
+/// corpus pod as written in a hand-made review instead (1.3 KB, the body of the figures before
+/// 2026-12-03's last section in docs/webhook.md).
 fn review_bodies(profiles: usize) -> Vec<Bytes> {
-    let pod_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../webhook/tests/data/pods/deployment.yaml");
-    let pod: Value = serde_norway::from_str(&std::fs::read_to_string(pod_path).unwrap()).unwrap();
+    let minimal = std::env::var("SNUG_BENCH_REVIEW").is_ok_and(|v| v == "minimal");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../webhook/tests/data");
+    let captured: Value = serde_json::from_slice(
+        &std::fs::read(data.join("reviews/kube-1.20-deployment.json")).unwrap(),
+    )
+    .unwrap();
+    let pod: Value = serde_norway::from_str(
+        &std::fs::read_to_string(data.join("pods/deployment.yaml")).unwrap(),
+    )
+    .unwrap();
     (0..1000)
         .map(|i| {
             let workload = (i * 7919) % profiles;
-            let mut pod = pod.clone();
-            pod["metadata"]["namespace"] = json!("bench");
-            pod["metadata"]["generateName"] = json!(format!("app-{workload}-7c9d6b5f4-"));
-            pod["metadata"]["ownerReferences"][0]["name"] = json!(format!("app-{workload}-7c9d6b5f4"));
-            if i % 2 == 0 {
-                pod["metadata"]["annotations"] = json!({"snug.dev/mode": "apply"});
+            let mut review = if minimal {
+                json!({
+                    "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "request": {
+                        "kind": {"group": "", "version": "v1", "kind": "Pod"},
+                        "resource": {"group": "", "version": "v1", "resource": "pods"},
+                        "operation": "CREATE",
+                        "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+                        "object": pod.clone(), "oldObject": null, "dryRun": false
+                    }
+                })
+            } else {
+                captured.clone()
+            };
+            let request = &mut review["request"];
+            request["uid"] = json!(format!("00000000-0000-0000-0000-{i:012}"));
+            request["namespace"] = json!("bench");
+            let meta = &mut request["object"]["metadata"];
+            if minimal {
+                meta["namespace"] = json!("bench");
             }
-            let review = json!({
-                "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                "request": {
-                    "uid": format!("00000000-0000-0000-0000-{i:012}"),
-                    "kind": {"group": "", "version": "v1", "kind": "Pod"},
-                    "resource": {"group": "", "version": "v1", "resource": "pods"},
-                    "namespace": "bench", "operation": "CREATE",
-                    "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
-                    "object": pod, "oldObject": null, "dryRun": false
-                }
-            });
+            meta["generateName"] = json!(format!("app-{workload}-7c9d6b5f4-"));
+            meta["ownerReferences"][0]["name"] = json!(format!("app-{workload}-7c9d6b5f4"));
+            if i % 2 == 0 {
+                meta["annotations"] = json!({"snug.dev/mode": "apply"});
+            }
             Bytes::from(serde_json::to_vec(&review).unwrap())
         })
         .collect()
@@ -549,7 +598,11 @@ fn drive() {
         written.elapsed().as_secs_f64()
     );
     let bodies = review_bodies(profiles);
-    eprintln!("review body: {} bytes", bodies[0].len());
+    check_snug_patches_every_review(dir.path(), &bodies);
+    eprintln!(
+        "review body: {} bytes; snug patches every review",
+        bodies[0].len()
+    );
 
     let mut roots = RootCertStore::empty();
     roots

@@ -68,3 +68,26 @@ async fn every_pod_in_the_corpus_matches_its_golden_patch() {
         mismatches.join("\n")
     );
 }
+
+/// The corpus's Deployment pod as kube-apiserver 1.20.2 actually sent it (managedFields,
+/// defaults, token volume...), byte for byte: the same patch as the corpus pod, applicable
+/// to the object as sent.
+#[tokio::test]
+async fn a_review_captured_from_a_real_api_server_gets_the_corpus_pods_patch() {
+    let body = std::fs::read(data("reviews/kube-1.20-deployment.json")).unwrap();
+    let sent: Value = serde_json::from_slice(&body).unwrap();
+    let (status, response) = post(test_router(), body).await;
+    assert_eq!(status, 200, "{response}");
+    assert_eq!(response["response"]["uid"], sent["request"]["uid"]);
+    assert!(response["response"]["warnings"].is_null(), "{response}");
+    let patch = patch_of(&response).expect("a patch");
+    let golden: Value =
+        serde_json::from_str(&std::fs::read_to_string(data("golden/deployment.json")).unwrap())
+            .unwrap();
+    assert_eq!(serde_json::to_value(&patch).unwrap(), golden);
+    let result = patched(&sent["request"]["object"], &patch);
+    let pod: Pod = serde_json::from_value(result).unwrap();
+    let spec = pod.spec.unwrap();
+    assert_eq!(spec.init_containers.unwrap()[0].name, "snug-sidecar");
+    assert_eq!(spec.volumes.unwrap().len(), 1, "the token volume is kept");
+}

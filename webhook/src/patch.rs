@@ -7,6 +7,8 @@
 //! are gathered until [`PodPatch::finish`], so a pod without annotations gets one `add` of the
 //! whole map rather than one per key.
 
+use std::borrow::Cow;
+
 use crate::view::StrMap;
 
 /// The operations that turn the pod as sent into the pod as changed.
@@ -31,7 +33,7 @@ struct MapEdits<'p> {
 #[derive(Debug)]
 enum Text {
     /// The value itself, escaped when written.
-    Plain(String),
+    Plain(Cow<'static, str>),
     /// The value already escaped for the inside of a JSON string.
     Escaped(String),
 }
@@ -286,13 +288,13 @@ impl<'p> PodPatch<'p> {
     }
 
     /// Sets a label on the pod.
-    pub fn set_label(&mut self, key: &'static str, value: String) {
-        self.labels.set(key, Text::Plain(value));
+    pub fn set_label(&mut self, key: &'static str, value: impl Into<Cow<'static, str>>) {
+        self.labels.set(key, Text::Plain(value.into()));
     }
 
     /// Sets an annotation on the pod.
-    pub fn set_annotation(&mut self, key: &'static str, value: String) {
-        self.annotations.set(key, Text::Plain(value));
+    pub fn set_annotation(&mut self, key: &'static str, value: impl Into<Cow<'static, str>>) {
+        self.annotations.set(key, Text::Plain(value.into()));
     }
 
     /// Sets an annotation on the pod to a value given already escaped for the inside of a
@@ -370,10 +372,10 @@ mod tests {
     fn recorded_changes_apply_and_escape_keys() {
         let labels = map(r#"{"app": "web"}"#);
         let mut patch = PodPatch::new(Some(&labels), None);
-        patch.set_label("snug.dev/injected", "true".into());
-        patch.set_label("app", "web".into()); // unchanged: no operation
-        patch.set_annotation("x/y~z", "1".into());
-        patch.set_annotation("second", "quote \" and\nnewline".into());
+        patch.set_label("snug.dev/injected", "true");
+        patch.set_label("app", "web"); // unchanged: no operation
+        patch.set_annotation("x/y~z", "1");
+        patch.set_annotation("second", "quote \" and\nnewline");
         patch.replace_str(
             crate::path!["/spec/containers/", 0, "/ports/", 0, "/name"],
             "snug-app-http",
@@ -418,7 +420,7 @@ mod tests {
     fn keys_added_to_an_existing_map_are_escaped_one_by_one() {
         let annotations = map("{}");
         let mut patch = PodPatch::new(None, Some(&annotations));
-        patch.set_annotation("a~b/c", "1".into());
+        patch.set_annotation("a~b/c", "1");
         let patch: json_patch::Patch = serde_json::from_str(&patch.finish().unwrap()).unwrap();
         assert_eq!(
             patch.0[0].path().to_string(),
@@ -500,7 +502,7 @@ mod tests {
     fn nothing_set_is_no_patch() {
         let labels = map(r#"{"snug.dev/injected": "true"}"#);
         let mut patch = PodPatch::new(Some(&labels), None);
-        patch.set_label("snug.dev/injected", "true".into());
+        patch.set_label("snug.dev/injected", "true");
         assert_eq!(patch.finish(), None);
     }
 }

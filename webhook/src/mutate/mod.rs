@@ -262,11 +262,11 @@ fn inject(
                     out.push(']');
                 }
             });
-            patch.set_label(keys::INJECTED, "true".into());
+            patch.set_label(keys::INJECTED, "true");
         }
     }
     if let Some(reason) = blocker {
-        patch.set_annotation(keys::SIDECAR_SKIPPED, reason.into());
+        patch.set_annotation(keys::SIDECAR_SKIPPED, reason);
     }
     if !not_intercepted.is_empty() {
         let value = not_intercepted.join(",");

@@ -20,9 +20,9 @@ const MAX_PORT_NAME: usize = 15;
 
 /// What the takeover did.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Takeover {
+pub struct Takeover<'v> {
     /// The sidecar's ports: the original name and the sidecar's listen port, with the app port.
-    pub taken: Vec<(String, PortMapping)>,
+    pub taken: Vec<(&'v str, PortMapping)>,
     /// Ports left alone, as `container:port` (numeric-only, non-TCP, host ports, duplicates,
     /// or past the sidecar's listener range).
     pub not_intercepted: Vec<String>,
@@ -37,11 +37,11 @@ pub fn admin_port_free(pod: &PodView<'_>) -> bool {
 /// Renames the named TCP ports of `app_containers` (indexes into `spec.containers`) and
 /// rewrites their probes and hooks, recording each change in `patch`; returns the sidecar's
 /// side of it.
-pub fn take_over(
-    pod: &PodView<'_>,
+pub fn take_over<'v>(
+    pod: &'v PodView<'_>,
     app_containers: &[usize],
     patch: &mut PodPatch<'_>,
-) -> Takeover {
+) -> Takeover<'v> {
     let mut takeover = Takeover::default();
     let Some(spec) = pod.spec.as_ref() else {
         return takeover;
@@ -53,12 +53,12 @@ pub fn take_over(
         .collect();
     let mut used_numbers: Vec<i32> = pod.all_ports().map(|p| p.container_port).collect();
     let mut next_listen = FIRST_INBOUND_PORT;
-    let mut taken_names: Vec<&str> = Vec::new();
     for &index in app_containers {
         let Some(container) = spec.containers.get(index) else {
             continue;
         };
-        let mut renamed = Vec::new();
+        // This container's ports are the ones taken from here on.
+        let first_taken = takeover.taken.len();
         for (port_index, port) in container.ports.iter().flatten().enumerate() {
             let label = || format!("{}:{}", container.name, port.container_port);
             let Some(name) = port.name.as_deref().filter(|n| !n.is_empty()) else {
@@ -66,11 +66,11 @@ pub fn take_over(
                 continue;
             };
             let tcp = port.protocol.as_deref().is_none_or(|p| p == "TCP");
-            if !tcp || port.host_port.is_some() || taken_names.contains(&name) {
+            let name_taken = takeover.taken.iter().any(|(taken, _)| *taken == name);
+            if !tcp || port.host_port.is_some() || name_taken {
                 takeover.not_intercepted.push(label());
                 continue;
             }
-            taken_names.push(name);
             let Some(listen) = free_listen_port(&mut next_listen, &used_numbers) else {
                 takeover.not_intercepted.push(label());
                 continue;
@@ -86,12 +86,9 @@ pub fn take_over(
                 &new_name,
             );
             names.push(Cow::Owned(new_name));
-            renamed.push((name, port.container_port));
-            takeover
-                .taken
-                .push((name.to_owned(), PortMapping { listen, app }));
+            takeover.taken.push((name, PortMapping { listen, app }));
         }
-        rewrite_named_references(container, index, &renamed, patch);
+        rewrite_named_references(container, index, &takeover.taken[first_taken..], patch);
     }
     takeover
 }
@@ -110,10 +107,11 @@ fn free_listen_port(next: &mut u16, used: &[i32]) -> Option<u16> {
 /// `snug-app-<name>`, cut to 15 characters without a trailing hyphen, made unique with a digit
 /// suffix when the cut collides with a name already in the pod.
 pub fn unique_name(original: &str, taken: impl Fn(&str) -> bool) -> String {
-    let full = [RENAMED_PORT_PREFIX, original].concat();
+    let mut full = [RENAMED_PORT_PREFIX, original].concat();
     let base = trim_name(&full, MAX_PORT_NAME);
     if !taken(base) {
-        return base.to_owned();
+        full.truncate(base.len());
+        return full;
     }
     (2u32..)
         .map(|n| {
@@ -139,7 +137,7 @@ fn trim_name(name: &str, max: usize) -> &str {
 fn rewrite_named_references(
     container: &ContainerView<'_>,
     index: usize,
-    renamed: &[(&str, i32)],
+    renamed: &[(&str, PortMapping)],
     patch: &mut PodPatch<'_>,
 ) {
     if renamed.is_empty() {
@@ -153,11 +151,11 @@ fn rewrite_named_references(
         ] {
             if let Some(port) = port
                 && let IntOrStr::Str(name) = &port.port
-                && let Some(&(_, number)) = renamed.iter().find(|(n, _)| *name == **n)
+                && let Some((_, mapping)) = renamed.iter().find(|(n, _)| *name == **n)
             {
                 patch.replace_int(
                     crate::path!["/spec/containers/", index, "/", field, "/", action, "/port"],
-                    i64::from(number),
+                    i64::from(mapping.app),
                 );
             }
         }

@@ -20,7 +20,7 @@ use crate::{
 pub fn write_sidecar(
     out: &mut String,
     config: &InjectConfig,
-    taken: &[(String, PortMapping)],
+    taken: &[(&str, PortMapping)],
     profile: Option<&WorkloadProfile>,
     native: bool,
 ) {
@@ -169,14 +169,14 @@ mod tests {
     fn the_sidecar_is_a_valid_hardened_container() {
         let taken = [
             (
-                "http".to_owned(),
+                "http",
                 PortMapping {
                     listen: 4700,
                     app: 8080,
                 },
             ),
             (
-                "grpc".to_owned(),
+                "grpc",
                 PortMapping {
                     listen: 4701,
                     app: 9090,

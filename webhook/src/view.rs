@@ -13,9 +13,11 @@ use std::{borrow::Cow, cell::RefCell, fmt};
 
 use simd_json::{
     Buffers,
-    prelude::{ValueAsScalar, ValueIntoString, Writable},
+    prelude::{ValueAsScalar, ValueIntoString},
     tape::{Array, Object, Tape},
 };
+
+use crate::patch::push_str;
 
 /// A string borrowed from the body (or, for a view built in code, owned).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -191,10 +193,10 @@ pub enum IntOrStr<'a> {
     Str(Str<'a>),
 }
 
-/// A container's `resources`: the quantities as written, and the claims kept verbatim.
+/// A container's `resources`: the quantities as written, and the claims to write back.
 #[derive(Debug, Default)]
 pub struct ResourcesView<'a> {
-    /// `claims`, untouched: their JSON, written compactly.
+    /// `claims`, as compact JSON (a list of objects of strings, as the API defines them).
     pub claims: Option<String>,
     /// `limits`.
     pub limits: Option<StrMap<'a>>,
@@ -636,7 +638,7 @@ impl<'a> FromJson<'a> for ResourcesView<'a> {
         let mut resources = ResourcesView::default();
         members(value, |key, v| {
             match key {
-                "claims" => resources.claims = nullable(v, |v| Ok(v.encode()))?,
+                "claims" => resources.claims = nullable(v, claims_json)?,
                 "limits" => resources.limits = nullable(v, StrMap::from_json)?,
                 "requests" => resources.requests = nullable(v, StrMap::from_json)?,
                 _ => {}
@@ -645,6 +647,31 @@ impl<'a> FromJson<'a> for ResourcesView<'a> {
         })?;
         Ok(resources)
     }
+}
+
+/// A container's `claims` as compact JSON, to be written back: a list of objects of strings,
+/// as the API defines them (`name`, `request`). Anything deeper is refused rather than copied,
+/// so a hostile pod cannot make the copy recurse.
+fn claims_json(value: JsonValue<'_, '_>) -> Result<String, Unreadable> {
+    let claims = list(value, StrMap::from_json)?;
+    let mut json = String::from("[");
+    for (i, claim) in claims.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push('{');
+        for (j, (key, value)) in claim.0.iter().enumerate() {
+            if j > 0 {
+                json.push(',');
+            }
+            push_str(&mut json, key);
+            json.push(':');
+            push_str(&mut json, value);
+        }
+        json.push('}');
+    }
+    json.push(']');
+    Ok(json)
 }
 
 impl<'a> FromJson<'a> for StrMap<'a> {
@@ -751,6 +778,20 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .starts_with("malformed JSON")
+        );
+    }
+
+    #[test]
+    fn deep_nesting_neither_recurses_nor_is_copied() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        let skipped = format!(r#"{{"spec": {{"containers": [{{"name": "a"}}], "x": {deep}}}}}"#);
+        assert_eq!(pod(&skipped).unwrap().spec.unwrap().containers[0].name, "a");
+        let claims = format!(
+            r#"{{"spec": {{"containers": [{{"name": "a", "resources": {{"claims": {deep}}}}}]}}}}"#
+        );
+        assert_eq!(
+            pod(&claims).unwrap_err().to_string(),
+            "spec.containers[0].resources.claims[0]: expected an object"
         );
     }
 

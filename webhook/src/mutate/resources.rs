@@ -14,10 +14,10 @@ use crate::{
 };
 
 /// A container's `resources` as the webhook writes them: quantities by resource name, the
-/// claims kept verbatim.
+/// claims kept.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Resources<'v> {
-    /// `claims`, as sent (JSON text).
+    /// `claims`, as JSON text.
     pub claims: Option<&'v str>,
     /// `limits`.
     pub limits: Option<Amounts<'v>>,

@@ -9,7 +9,7 @@
 //! the error says where ([`Unreadable`]). A member written twice counts once, with its last
 //! value, as the API server reads it.
 
-use std::{borrow::Cow, cell::RefCell, fmt};
+use std::{borrow::Cow, cell::RefCell, fmt, panic::AssertUnwindSafe};
 
 use simd_json::{
     Buffers,
@@ -267,6 +267,20 @@ thread_local! {
 /// Parses `json` in place (simd-json unescapes strings where they are, so `json` is changed)
 /// and reads a `T` off it.
 pub fn read<'a, T: FromJson<'a>>(json: &'a mut [u8]) -> Result<T, Unreadable> {
+    // The parser is SIMD code with `unsafe` inside: were it ever to panic on some body, that
+    // body is unreadable (a 400, or a pod allowed with a warning) and the server goes on.
+    std::panic::catch_unwind(AssertUnwindSafe(move || {
+        let json = json; // moved in whole, so what is read keeps its lifetime
+        parse_and_read(json)
+    }))
+    .unwrap_or_else(|_| {
+        Err(Unreadable::new(
+            "the JSON parser failed on this body".to_owned(),
+        ))
+    })
+}
+
+fn parse_and_read<'a, T: FromJson<'a>>(json: &'a mut [u8]) -> Result<T, Unreadable> {
     /// Bodies up to this size use the kept buffers (pods are a few KiB); a larger one gets
     /// buffers of its own, so one huge pod does not leave every thread holding its size.
     const KEPT_UP_TO: usize = 64 << 10;

@@ -90,16 +90,9 @@ impl<'p> MapEdits<'p> {
             separate(out);
             out.push_str(r#"{"op":"add","path":"/metadata/"#);
             out.push_str(field);
-            out.push_str(r#"","value":{"#);
-            for (i, (key, value)) in self.set.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_str(out, key);
-                out.push(':');
-                value.write(out);
-            }
-            out.push_str("}}");
+            out.push_str(r#"","value":"#);
+            push_object(out, &self.set, Nesting::Top, |out, value| value.write(out));
+            out.push('}');
             return;
         }
         for (key, value) in &self.set {
@@ -160,6 +153,26 @@ pub fn push_str_in(out: &mut String, s: &str, nesting: Nesting) {
             push_escaped(out, &json);
         }
     }
+}
+
+/// A JSON object of `members` (written in the order given): each key as a string for
+/// `nesting`, then its value as `value` writes it.
+pub fn push_object<'m, K: AsRef<str> + 'm, V: 'm>(
+    out: &mut String,
+    members: impl IntoIterator<Item = &'m (K, V)>,
+    nesting: Nesting,
+    mut value: impl FnMut(&mut String, &'m V),
+) {
+    out.push('{');
+    for (i, (key, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        push_str_in(out, key.as_ref(), nesting);
+        out.push(':');
+        value(out, v);
+    }
+    out.push('}');
 }
 
 /// Whether `s` goes into a JSON string as it is.

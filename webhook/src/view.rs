@@ -17,7 +17,7 @@ use simd_json::{
     tape::{Array, Object, Tape},
 };
 
-use crate::patch::push_str;
+use crate::patch::{Nesting, push_object, push_str};
 
 /// A string borrowed from the body (or, for a view built in code, owned).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -673,16 +673,9 @@ fn claims_json(value: JsonValue<'_, '_>) -> Result<String, Unreadable> {
         if i > 0 {
             json.push(',');
         }
-        json.push('{');
-        for (j, (key, value)) in claim.0.iter().enumerate() {
-            if j > 0 {
-                json.push(',');
-            }
-            push_str(&mut json, key);
-            json.push(':');
-            push_str(&mut json, value);
-        }
-        json.push('}');
+        push_object(&mut json, &claim.0, Nesting::Top, |out, value| {
+            push_str(out, value);
+        });
     }
     json.push(']');
     Ok(json)

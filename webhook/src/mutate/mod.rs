@@ -14,7 +14,7 @@ use snug_api::{
 
 use crate::{
     config::InjectConfig,
-    patch::{Nesting, PodPatch, push_str_in},
+    patch::{Nesting, PodPatch, push_object},
     store::{NamespaceStore, ProfileStore},
     view::PodView,
 };
@@ -332,16 +332,9 @@ fn size(
         // JSON in an annotation's value: written escaped for the patch's string in one pass,
         // rather than written and then escaped.
         let mut json = String::with_capacity(256);
-        json.push('{');
-        for (i, (name, resources)) in value.iter().enumerate() {
-            if i > 0 {
-                json.push(',');
-            }
-            push_str_in(&mut json, name, Nesting::InString);
-            json.push(':');
-            resources.write_json(&mut json, Nesting::InString);
-        }
-        json.push('}');
+        push_object(&mut json, value, Nesting::InString, |out, resources| {
+            resources.write_json(out, Nesting::InString);
+        });
         patch.set_annotation_escaped(key, json);
     }
 }

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use snug_api::{ContainerRecommendation, keys, quantity};
 
 use crate::{
-    patch::{Nesting, push_escaped, push_str_in},
+    patch::{Nesting, push_escaped, push_object, push_str_in},
     store::LimitMax,
     view::{ResourcesView, StrMap},
 };
@@ -54,16 +54,9 @@ impl<'v> Amounts<'v> {
     }
 
     fn write_json(&self, out: &mut String, nesting: Nesting) {
-        out.push('{');
-        for (i, (name, quantity)) in self.0.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            push_str_in(out, name, nesting);
-            out.push(':');
+        push_object(out, &self.0, nesting, |out, quantity| {
             push_str_in(out, quantity, nesting);
-        }
-        out.push('}');
+        });
     }
 }
 

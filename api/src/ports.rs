@@ -76,17 +76,27 @@ impl PortMap {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+
+    /// Appends `mappings` to `out` as a port map's text (`listen:app,...`, what `Display`
+    /// prints and `FromStr` reads), without the formatting machinery: the webhook writes one
+    /// into every sidecar it injects.
+    pub fn write<'m>(out: &mut String, mappings: impl IntoIterator<Item = &'m PortMapping>) {
+        for (i, m) in mappings.into_iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(itoa::Buffer::new().format(m.listen));
+            out.push(':');
+            out.push_str(itoa::Buffer::new().format(m.app));
+        }
+    }
 }
 
 impl fmt::Display for PortMap {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, m) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(",")?;
-            }
-            write!(f, "{}:{}", m.listen, m.app)?;
-        }
-        Ok(())
+        let mut text = String::new();
+        PortMap::write(&mut text, &self.0);
+        f.write_str(&text)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::{fmt::Write as _, sync::OnceLock};
 
 use snug_api::{
-    PortMapping, WorkloadProfile,
+    PortMap, PortMapping, WorkloadProfile,
     ports::{self, ADMIN_PORT, ADMIN_PORT_NAME, SIDECAR_CONTAINER_NAME, SIDECAR_UID},
 };
 
@@ -27,16 +27,8 @@ pub fn write_sidecar(
     let fixed = Fixed::get();
     out.push_str(r#"{"env":[{"name":"#);
     push_str(out, ports::ENV_PORTS);
-    // The port map as `PortMap` writes it (`listen:app,...`), without the formatter.
     out.push_str(r#","value":""#);
-    for (i, (_, m)) in taken.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        push_int(out, m.listen);
-        out.push(':');
-        push_int(out, m.app);
-    }
+    PortMap::write(out, taken.iter().map(|(_, m)| m));
     out.push_str(r#""},"#);
     out.push_str(&fixed.admin_env);
     out.push_str(r#"],"image":"#);

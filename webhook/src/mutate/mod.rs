@@ -298,18 +298,23 @@ fn size(
         let Some(learned) = profile.container(&container.name) else {
             continue;
         };
-        let original = container.resources.as_ref();
+        let original = container
+            .resources
+            .as_ref()
+            .map(Resources::of)
+            .unwrap_or_default();
+        // `apply` records the originals as well: a copy, since planning edits them.
+        let kept = apply.then(|| original.clone());
         let Some(resources) = plan(original, &learned.recommendation, bounds) else {
             continue;
         };
-        if apply {
+        if let Some(original) = kept {
             patch.add_json_with(
                 crate::path!["/spec/containers/", index, "/resources"],
                 |out| {
                     resources.write_json(out, Nesting::Top);
                 },
             );
-            let original = original.map(Resources::of).unwrap_or_default();
             set_sorted(&mut originals, &container.name, original);
         }
         set_sorted(&mut planned, &container.name, resources);

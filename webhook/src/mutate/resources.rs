@@ -186,13 +186,13 @@ fn memory_floor(bytes: f64) -> Quantity {
 }
 
 /// The resources a container should get from its recommendation, given what it has
-/// (`original`), or `None` when the recommendation says nothing usable.
+/// (`original`, as [`Resources::of`] reads it), or `None` when the recommendation says
+/// nothing usable.
 pub fn plan<'v>(
-    original: Option<&'v ResourcesView<'_>>,
+    original: Resources<'v>,
     rec: &ContainerRecommendation,
     bounds: &Bounds,
 ) -> Option<Resources<'v>> {
-    let original = original.map(Resources::of).unwrap_or_default();
     // Edited in place: each resource reads its own original values before it sets them.
     let mut requests = original.requests.unwrap_or_default();
     let mut limits = original.limits.unwrap_or_default();
@@ -324,7 +324,7 @@ mod tests {
             &[("cpu", "500m"), ("memory", "512Mi")],
             &[("cpu", "1"), ("memory", "512Mi")],
         );
-        let r = plan(Some(&c), &rec("200m", "300Mi"), &Bounds::default()).unwrap();
+        let r = plan(Resources::of(&c), &rec("200m", "300Mi"), &Bounds::default()).unwrap();
         assert_eq!(get(&r.requests, "cpu"), "200m");
         assert_eq!(get(&r.limits, "cpu"), "400m");
         assert_eq!(get(&r.requests, "memory"), "300Mi");
@@ -334,11 +334,11 @@ mod tests {
     #[test]
     fn no_original_limit_means_no_limit_unless_the_profile_gives_one() {
         let c = container(&[("cpu", "1")], &[]);
-        let r = plan(Some(&c), &rec("100m", "64Mi"), &Bounds::default()).unwrap();
+        let r = plan(Resources::of(&c), &rec("100m", "64Mi"), &Bounds::default()).unwrap();
         assert!(r.limits.is_none());
         let mut with_limit = rec("100m", "64Mi");
         with_limit.limits.memory = Some(q("128Mi"));
-        let r = plan(Some(&c), &with_limit, &Bounds::default()).unwrap();
+        let r = plan(Resources::of(&c), &with_limit, &Bounds::default()).unwrap();
         assert_eq!(get(&r.limits, "memory"), "128Mi");
     }
 
@@ -361,7 +361,7 @@ mod tests {
             &[("cpu", "1"), ("memory", "1Gi")],
             &[("cpu", "4"), ("memory", "2Gi")],
         );
-        let r = plan(Some(&c), &rec("100m", "400Mi"), &bounds).unwrap();
+        let r = plan(Resources::of(&c), &rec("100m", "400Mi"), &bounds).unwrap();
         assert_eq!(get(&r.requests, "cpu"), "300m", "raised to min-cpu");
         assert_eq!(
             get(&r.limits, "cpu"),
@@ -406,7 +406,7 @@ mod tests {
         let c = container(&[("cpu", "1")], &[]);
         assert!(
             plan(
-                Some(&c),
+                Resources::of(&c),
                 &ContainerRecommendation::default(),
                 &Bounds::default()
             )

@@ -1,8 +1,8 @@
 //! Webhook benchmark (run by hand): `cargo bench -p snug-e2e --bench webhook`.
 //!
-//! HTTPS keep-alive load of AdmissionReviews as a real API server sends them against `snug-webhook` holding 10,000
-//! profiles (directory store), and in the same run against an "allow everything" axum+rustls
-//! handler. Each server runs in its own child process on a single-threaded runtime, so its RSS
+//! HTTPS keep-alive load of AdmissionReviews as a real API server sends them against
+//! `snug-webhook` holding 10,000 profiles (directory store), and in the same run against an
+//! "allow everything" axum+rustls handler. Each server runs in its own child process on a single-threaded runtime, so its RSS
 //! is its own. For each: p50/p99/max latency at a fixed 1,000 req/s (open loop, paced by a
 //! thread with the OS's sleep: latency counts from when a request was due, so queueing shows),
 //! maximum req/s (closed loop), the share of one core the server used during the maximum
@@ -132,7 +132,6 @@ fn serve(role: &str) {
 /// client, one request at a time; prints the CPU time each takes per admission. Steadier
 /// than the load test on a busy machine, and the mode to run under a profiler.
 fn in_process() {
-    use tower::ServiceExt as _;
     let profiles = env_or("SNUG_BENCH_PROFILES", 10_000) as usize;
     let iterations = env_or("SNUG_BENCH_ITERATIONS", 200_000);
     let dir = tempfile::tempdir().unwrap();
@@ -148,15 +147,7 @@ fn in_process() {
         let started = cpu_time();
         runtime.block_on(async {
             for i in 0..iterations {
-                let request = http::Request::post("/mutate")
-                    .header("content-type", "application/json")
-                    .body(axum::body::Body::from(
-                        bodies[i as usize % bodies.len()].clone(),
-                    ))
-                    .unwrap();
-                let response = app.clone().oneshot(request).await.unwrap();
-                assert_eq!(response.status(), 200);
-                let body = response.into_body().collect().await.unwrap().to_bytes();
+                let body = post_in_process(&app, &bodies[i as usize % bodies.len()]).await;
                 assert!(body.starts_with(b"{"), "not a review");
             }
         });
@@ -172,6 +163,19 @@ fn in_process() {
     );
 }
 
+/// `POST /mutate` of `body` through `app` in this process; the answer's body (a 200 is
+/// required).
+async fn post_in_process(app: &axum::Router, body: &Bytes) -> Bytes {
+    use tower::ServiceExt as _;
+    let request = http::Request::post("/mutate")
+        .header("content-type", "application/json")
+        .body(axum::body::Body::from(body.clone()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap().to_bytes()
+}
+
 /// CPU time this thread has run (the first field of its schedstat, in nanoseconds).
 fn cpu_time() -> Duration {
     let stat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap();
@@ -183,21 +187,13 @@ fn cpu_time() -> Duration {
 /// `apply` mode), without a warning: a run that measured a refusal or an error path would
 /// flatter it. Checked in process before any measurement.
 fn check_snug_patches_every_review(dir: &Path, bodies: &[Bytes]) {
-    use tower::ServiceExt as _;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let app = app("snug", dir);
     runtime.block_on(async {
         for body in bodies {
-            let request = http::Request::post("/mutate")
-                .header("content-type", "application/json")
-                .body(axum::body::Body::from(body.clone()))
-                .unwrap();
-            let response = app.clone().oneshot(request).await.unwrap();
-            let answer: Value =
-                serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
-                    .unwrap();
+            let answer: Value = serde_json::from_slice(&post_in_process(&app, body).await).unwrap();
             let response = &answer["response"];
             assert!(
                 response["patch"].is_string() && response["warnings"].is_null(),

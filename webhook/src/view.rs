@@ -128,7 +128,7 @@ pub struct OsView<'a> {
 }
 
 /// The parts of a container the webhook reads.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct ContainerView<'a> {
     /// `name`.
     pub name: Str<'a>,
@@ -376,21 +376,6 @@ pub(crate) fn members<'t, 'a>(
     Ok(())
 }
 
-/// The items of an array, each read with `item`.
-fn list<'t, 'a, T>(
-    value: JsonValue<'t, 'a>,
-    item: impl Fn(JsonValue<'t, 'a>) -> Result<T, Unreadable>,
-) -> Result<Vec<T>, Unreadable> {
-    let array: Array<'t, 'a> = value
-        .as_array()
-        .ok_or_else(|| Unreadable::expected("an array"))?;
-    let mut items = Vec::with_capacity(array.len());
-    for (i, value) in array.iter().enumerate() {
-        items.push(item(value).map_err(|e| e.at(Seg::Index(i)))?);
-    }
-    Ok(items)
-}
-
 /// `None` for `null`, else what `read` makes of the value.
 pub(crate) fn nullable<'t, 'a, T>(
     value: JsonValue<'t, 'a>,
@@ -435,6 +420,20 @@ pub(crate) fn required<T>(field: Option<T>, name: &str) -> Result<T, Unreadable>
     field.ok_or_else(|| Unreadable::missing(name))
 }
 
+/// An array, each item read as a `T`; an error names the item's index.
+impl<'a, T: FromJson<'a>> FromJson<'a> for Vec<T> {
+    fn from_json(value: JsonValue<'_, 'a>) -> Result<Self, Unreadable> {
+        let array: Array<'_, 'a> = value
+            .as_array()
+            .ok_or_else(|| Unreadable::expected("an array"))?;
+        let mut items = Vec::with_capacity(array.len());
+        for (i, value) in array.iter().enumerate() {
+            items.push(T::from_json(value).map_err(|e| e.at(Seg::Index(i)))?);
+        }
+        Ok(items)
+    }
+}
+
 impl<'a, T: FromJson<'a>> FromJson<'a> for Option<T> {
     fn from_json(value: JsonValue<'_, 'a>) -> Result<Self, Unreadable> {
         nullable(value, T::from_json)
@@ -467,7 +466,7 @@ impl<'a> FromJson<'a> for MetaView<'a> {
                 "labels" => meta.labels = nullable(v, StrMap::from_json)?,
                 "annotations" => meta.annotations = nullable(v, StrMap::from_json)?,
                 "ownerReferences" => {
-                    meta.owner_references = nullable(v, |v| list(v, OwnerView::from_json))?;
+                    meta.owner_references = Option::<Vec<OwnerView>>::from_json(v)?;
                 }
                 _ => {}
             }
@@ -506,10 +505,10 @@ impl<'a> FromJson<'a> for SpecView<'a> {
             match key {
                 "containers" => {
                     spec.containers =
-                        nullable(v, |v| list(v, ContainerView::from_json))?.unwrap_or_default();
+                        Option::<Vec<ContainerView>>::from_json(v)?.unwrap_or_default();
                 }
                 "initContainers" => {
-                    spec.init_containers = nullable(v, |v| list(v, ContainerView::from_json))?;
+                    spec.init_containers = Option::<Vec<ContainerView>>::from_json(v)?;
                 }
                 "hostNetwork" => spec.host_network = boolean(v)?,
                 "os" => spec.os = nullable(v, OsView::from_json)?,
@@ -540,19 +539,11 @@ impl<'a> FromJson<'a> for OsView<'a> {
 impl<'a> FromJson<'a> for ContainerView<'a> {
     fn from_json(value: JsonValue<'_, 'a>) -> Result<Self, Unreadable> {
         let mut name = None;
-        let mut container = ContainerView {
-            name: Str::default(),
-            ports: None,
-            liveness_probe: None,
-            readiness_probe: None,
-            startup_probe: None,
-            lifecycle: None,
-            resources: None,
-        };
+        let mut container = ContainerView::default();
         members(value, |key, v| {
             match key {
                 "name" => name = Some(string(v)?),
-                "ports" => container.ports = nullable(v, |v| list(v, PortView::from_json))?,
+                "ports" => container.ports = Option::<Vec<PortView>>::from_json(v)?,
                 "livenessProbe" => container.liveness_probe = nullable(v, HandlerView::from_json)?,
                 "readinessProbe" => {
                     container.readiness_probe = nullable(v, HandlerView::from_json)?;
@@ -667,7 +658,7 @@ impl<'a> FromJson<'a> for ResourcesView<'a> {
 /// as the API defines them (`name`, `request`). Anything deeper is refused rather than copied,
 /// so a hostile pod cannot make the copy recurse.
 fn claims_json(value: JsonValue<'_, '_>) -> Result<String, Unreadable> {
-    let claims = list(value, StrMap::from_json)?;
+    let claims = Vec::<StrMap>::from_json(value)?;
     let mut json = String::from("[");
     for (i, claim) in claims.iter().enumerate() {
         if i > 0 {
